@@ -1,0 +1,123 @@
+//! Operator endpoints, guarded by the admin bearer token.
+
+use chrono::{DateTime, Utc};
+use poem::{Request, web::Data};
+use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, payload::Json};
+use serde::Deserialize;
+
+use crate::{catalog::Schedule, json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
+
+/// `Authorization: Bearer <ADMIN_TOKEN>`.
+#[derive(Debug, SecurityScheme)]
+#[oai(ty = "bearer", checker = "check_admin")]
+pub struct AdminAuth(());
+
+async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<()> {
+    let state = req.data::<AppState>().ok_or_else(Problem::internal)?;
+    if constant_time_eq(bearer.token.as_bytes(), state.config.admin_token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Problem::unauthorized("the admin token is not valid").into())
+    }
+}
+
+/// Compares without an early exit, so response time does not leak the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One date of a new concert. Each gets seats 1..50 priced `seatPrice`.
+#[derive(Debug, Object, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct NewSchedule {
+    pub starts_at: DateTime<Utc>,
+    /// Must be before `bookingClosesAt`.
+    pub booking_opens_at: DateTime<Utc>,
+    /// Must be in the future and not after `startsAt`.
+    pub booking_closes_at: DateTime<Utc>,
+    /// Won per seat.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub seat_price: i64,
+}
+
+/// A new concert with its dates.
+#[derive(Debug, Object, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct NewConcert {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub title: String,
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub schedules: Vec<NewSchedule>,
+}
+
+/// A created concert.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreatedConcert {
+    pub concert_id: i64,
+    pub title: String,
+    pub schedules: Vec<Schedule>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// The concert, its schedules and their seats were created.
+    #[oai(status = 201)]
+    Created(Json<CreatedConcert>, #[oai(header = "Location")] String),
+}
+
+/// Operator endpoints.
+#[derive(Debug)]
+pub struct AdminApi;
+
+#[OpenApi(tag = "Tag::Admin")]
+impl AdminApi {
+    /// Create a concert with its schedules; each schedule gets seats 1..50.
+    #[oai(path = "/v1/admin/concerts", method = "post")]
+    async fn create_concert(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminAuth,
+        body: JsonBody<NewConcert>,
+    ) -> Result<Created, Problem> {
+        let schedules: Vec<_> = body
+            .schedules
+            .iter()
+            .map(|s| domain::catalog::NewSchedule {
+                starts_at: s.starts_at,
+                booking_opens_at: s.booking_opens_at,
+                booking_closes_at: s.booking_closes_at,
+                seat_price: s.seat_price,
+            })
+            .collect();
+        let concert = domain::catalog::create_concert(&state.db, &body.title, &schedules).await?;
+        tracing::info!(
+            concert.id = concert.id,
+            schedules = schedules.len(),
+            "concert created"
+        );
+        let location = format!("/v1/concerts/{}/schedules", concert.id);
+        Ok(Created::Created(
+            Json(CreatedConcert {
+                concert_id: concert.id,
+                title: concert.title,
+                schedules: concert.schedules.into_iter().map(Schedule::from).collect(),
+            }),
+            location,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP front end: poem + poem-openapi.
+//!
+//! Thin by design: extract, validate, call `domain`, map the result. Every
+//! error leaves as RFC 9457 problem+json; every response carries a request id.
+
+pub mod admin;
+pub mod catalog;
+pub mod json_body;
+pub mod ops;
+pub mod path_params;
+pub mod problem;
+pub mod request_id;
+pub mod state;
+pub mod tags;
+pub mod users;
+
+use std::{future::Future, sync::Arc};
+
+use domain::Config;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Route, Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::CatchPanic,
+};
+use poem_openapi::OpenApiService;
+
+pub use state::AppState;
+
+/// The OpenAPI service with every endpoint group.
+pub fn openapi() -> OpenApiService<
+    (
+        users::UsersApi,
+        admin::AdminApi,
+        catalog::CatalogApi,
+        ops::OpsApi,
+    ),
+    (),
+> {
+    OpenApiService::new(
+        (
+            users::UsersApi,
+            admin::AdminApi,
+            catalog::CatalogApi,
+            ops::OpsApi,
+        ),
+        "Concert reservation API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Waiting-room admission, queued reservations and payments. Errors are RFC 9457 \
+         `application/problem+json` with a stable `code` and, for bad input, the `field` at fault.",
+    )
+}
+
+/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = openapi();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let templates = Arc::new(path_params::PathTemplates::from_spec(&api.spec()));
+    let body_limit = json_body::BodyLimit(state.config.api_body_limit_bytes);
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .around(move |ep, req| {
+            let templates = Arc::clone(&templates);
+            async move {
+                let path = req.uri().path().to_owned();
+                Ok(match ep.call(req).await {
+                    Ok(resp) => resp.into_response(),
+                    Err(err) => {
+                        let name = |i| templates.param_name(&path, i).map(str::to_owned);
+                        problem::from_poem_error(err, name).into_response()
+                    }
+                })
+            }
+        })
+        .with(CatchPanic::new().with_handler(|_| problem::Problem::internal().into_response()))
+        .data(body_limit)
+        .data(state)
+        .with(request_id::RequestIdMiddleware)
+}
+
+/// Connects lazily to PostgreSQL and Redis and builds the state.
+pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
+    let db = domain::db::connect_lazy(&config).await?;
+    let redis = domain::redis_conn::connect_lazy(&config)?;
+    Ok(AppState {
+        db,
+        redis,
+        config: Arc::new(config),
+    })
+}
+
+/// Binds `API_ADDR` (port 0 picks a free port) and returns the acceptor and its address.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpAcceptor, std::net::SocketAddr)> {
+    let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| std::io::Error::other("listener has no socket address"))?;
+    Ok((acceptor, local))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for up to
+/// `SHUTDOWN_GRACE_SECONDS`.
+pub async fn serve(
+    acceptor: TcpAcceptor,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let grace = state.config.shutdown_grace;
+    Server::new_with_acceptor(acceptor)
+        .name("concert-api")
+        .run_with_graceful_shutdown(app(state), shutdown, Some(grace))
+        .await
+}

@@ -1,0 +1,15 @@
+//! Shared handles every handler needs.
+
+use std::sync::Arc;
+
+use domain::Config;
+use redis::aio::ConnectionManager;
+use sea_orm::DatabaseConnection;
+
+/// Cheap to clone: each field is a handle to a shared pool or connection.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub redis: ConnectionManager,
+    pub config: Arc<Config>,
+}

@@ -1,0 +1,16 @@
+//! OpenAPI tags: one per group of endpoints in Swagger UI.
+
+use poem_openapi::Tags;
+
+/// Groups of the API.
+#[derive(Debug, Tags)]
+pub enum Tag {
+    /// Fans sign up and look themselves up.
+    Users,
+    /// Operator endpoints (admin bearer token).
+    Admin,
+    /// Concerts, dates and seats.
+    Catalog,
+    /// Liveness and readiness.
+    Ops,
+}

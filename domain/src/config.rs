@@ -1,0 +1,290 @@
+//! Typed configuration read once from environment variables.
+//!
+//! Every setting has a default so `concert standalone` works on a fresh machine;
+//! every binary reads the same struct so api and worker can never disagree.
+
+use std::{collections::HashMap, fmt, str::FromStr, time::Duration};
+
+/// The whole configuration of every binary. See the README's table.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub redis_url: String,
+    /// Namespace for every Redis key (queues included), so stacks can share one Redis.
+    pub redis_prefix: String,
+    pub redis_response_timeout: Duration,
+    pub api_addr: String,
+    pub admin_token: String,
+    pub api_body_limit_bytes: usize,
+    pub hold_ttl: Duration,
+    pub queue_max_active: u64,
+    pub queue_admit_per_second: u64,
+    pub queue_active_ttl: Duration,
+    pub queue_waiting_ttl: Duration,
+    pub worker_concurrency: usize,
+    pub worker_poll_interval: Duration,
+    pub worker_heartbeat: Duration,
+    pub worker_missed_heartbeats: usize,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Default admin token: usable on a laptop, warned about at start-up.
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected `text` or `json`".into()),
+        }
+    }
+}
+
+/// A variable that is set but cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads from a map; tests use this instead of mutating the process environment.
+    pub fn from_map(map: &HashMap<&str, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let r = Reader { get: &get };
+        Ok(Self {
+            database_url: r.string(
+                "DATABASE_URL",
+                "postgres://postgres:postgres@127.0.0.1:5432/concert",
+            ),
+            database_max_connections: r.parse_in("DATABASE_MAX_CONNECTIONS", 32, 1..=10_000)?,
+            redis_url: r.string("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_prefix: r.prefix("REDIS_PREFIX", "concert")?,
+            redis_response_timeout: r.millis("REDIS_RESPONSE_TIMEOUT_MS", 5_000)?,
+            api_addr: r.string("API_ADDR", "127.0.0.1:8080"),
+            admin_token: r.non_empty("ADMIN_TOKEN", DEV_ADMIN_TOKEN)?,
+            api_body_limit_bytes: r.parse_in("API_BODY_LIMIT_BYTES", 16 * 1024, 256..=16 << 20)?,
+            hold_ttl: r.seconds("HOLD_TTL_SECONDS", 300)?,
+            queue_max_active: r.parse_in("QUEUE_MAX_ACTIVE", 1_000, 1..=10_000_000)?,
+            queue_admit_per_second: r.parse_in("QUEUE_ADMIT_PER_SECOND", 100, 1..=1_000_000)?,
+            queue_active_ttl: r.seconds("QUEUE_ACTIVE_TTL_SECONDS", 600)?,
+            queue_waiting_ttl: r.seconds("QUEUE_WAITING_TTL_SECONDS", 60)?,
+            worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 32, 1..=10_000)?,
+            worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
+            worker_heartbeat: r.seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
+            worker_missed_heartbeats: r.parse_in("WORKER_MISSED_HEARTBEATS", 3, 1..=1_000)?,
+            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
+            log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
+        })
+    }
+
+    /// True when the admin token was left at its development default.
+    pub fn uses_dev_admin_token(&self) -> bool {
+        self.admin_token == DEV_ADMIN_TOKEN
+    }
+}
+
+impl fmt::Debug for Config {
+    // Hand-written so secrets (admin token, URL passwords) never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("api_addr", &self.api_addr)
+            .field("admin_token", &"<redacted>")
+            .field("hold_ttl", &self.hold_ttl)
+            .field("queue_max_active", &self.queue_max_active)
+            .field("queue_admit_per_second", &self.queue_admit_per_second)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+struct Reader<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn non_empty(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        if value.contains(char::is_whitespace) {
+            return Err(err(name, &value, "must not contain white space"));
+        }
+        Ok(value)
+    }
+
+    /// Letters, digits, `-` and `_` only: the prefix also names apalis queues,
+    /// where a `:` would silence pub/sub wake-ups.
+    fn prefix(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        let ok = value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(value)
+        } else {
+            Err(err(
+                name,
+                &value,
+                "use at most 64 letters, digits, `-` or `_`",
+            ))
+        }
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| err(name, &v, &e.to_string())),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            let why = format!("must be between {} and {}", range.start(), range.end());
+            Err(err(name, &value.to_string(), &why))
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_in(name, default, 1..=31_536_000)
+            .map(Duration::from_secs)
+    }
+
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_in(name, default, 1..=3_600_000)
+            .map(Duration::from_millis)
+    }
+}
+
+fn err(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_map(&pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = with(&[]).expect("defaults are valid");
+        assert_eq!(config.hold_ttl, Duration::from_secs(300));
+        assert_eq!(config.redis_prefix, "concert");
+        assert!(config.uses_dev_admin_token());
+    }
+
+    #[test]
+    fn values_from_the_environment_override_defaults() {
+        let config = with(&[("HOLD_TTL_SECONDS", "2"), ("QUEUE_MAX_ACTIVE", "7")]).expect("valid");
+        assert_eq!(config.hold_ttl, Duration::from_secs(2));
+        assert_eq!(config.queue_max_active, 7);
+    }
+
+    #[test]
+    fn a_malformed_number_names_the_variable() {
+        let error = with(&[("HOLD_TTL_SECONDS", "five")]).expect_err("must fail");
+        assert_eq!(error.name, "HOLD_TTL_SECONDS");
+    }
+
+    #[test]
+    fn an_out_of_range_number_is_refused() {
+        let error = with(&[("WORKER_CONCURRENCY", "0")]).expect_err("must fail");
+        assert_eq!(error.name, "WORKER_CONCURRENCY");
+        assert!(error.reason.contains("between"), "{}", error.reason);
+    }
+
+    #[test]
+    fn a_prefix_with_a_colon_is_refused() {
+        assert_eq!(
+            with(&[("REDIS_PREFIX", "a:b")])
+                .expect_err("must fail")
+                .name,
+            "REDIS_PREFIX"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = with(&[
+            ("ADMIN_TOKEN", "s3cret-token"),
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/x"),
+        ])
+        .expect("valid");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret-token") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://app:***@db:5432/x"), "{shown}");
+    }
+}

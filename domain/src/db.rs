@@ -1,0 +1,48 @@
+//! PostgreSQL connection and migration.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+
+use crate::config::Config;
+
+/// Opens the pool and checks one connection. Statements are bounded so a stuck
+/// query cannot hold a worker forever.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    connect_url(&config.database_url, config.database_max_connections, false).await
+}
+
+/// Opens the pool without connecting: the api starts (and `/ready` says 503)
+/// while PostgreSQL is still down.
+pub async fn connect_lazy(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    connect_url(&config.database_url, config.database_max_connections, true).await
+}
+
+/// Opens a pool to an explicit URL (tests use this).
+pub async fn connect_url(
+    url: &str,
+    max_connections: u32,
+    lazy: bool,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(u32::from(!lazy))
+        .connect_lazy(lazy)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .statement_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Cheap reachability probe for `/ready`.
+pub async fn ping(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(drop)
+}

@@ -1,0 +1,41 @@
+//! The domain's one error type; the api maps it to problem+json in one place.
+
+use sea_orm::DbErr;
+
+/// What can go wrong in a domain call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request named something that does not exist (404).
+    #[error("{entity} {id} was not found")]
+    NotFound { entity: &'static str, id: String },
+    /// Input that passed the schema but breaks a business rule (400), naming the field.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// PostgreSQL failed (500, logged once).
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// Redis failed (500/503, logged once).
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Result alias of the domain layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

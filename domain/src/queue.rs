@@ -1,0 +1,67 @@
+//! apalis-redis settings shared by producers (api) and consumers (worker), so
+//! both sides always address the same queues the same way.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// The backend config of one job queue, tuned per the stack notes:
+/// short heartbeat so a dead worker's jobs are recovered in seconds, not the
+/// 5-minute default; plain queue names (a `:` defeats apalis' pub/sub wake-up).
+pub fn backend_config(config: &Config, queue: &str) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(queue_name(&config.redis_prefix, queue))
+        .heartbeat_interval(config.worker_heartbeat)
+        .missed_heartbeats(config.worker_missed_heartbeats)
+        .batch_size(config.worker_concurrency.clamp(1, 100))
+}
+
+/// `{prefix}_{queue}`: the stack's prefix keeps stacks sharing one Redis apart.
+pub fn queue_name(prefix: &str, queue: &str) -> String {
+    format!("{prefix}_{queue}")
+}
+
+/// Worker names must be unique per process start (apalis #504): a reused name is
+/// refused while the old one is still inside its orphan window.
+pub fn worker_name(kind: &str) -> String {
+    let id = Uuid::new_v4().simple().to_string();
+    format!("{kind}-{}-{}", std::process::id(), &id[..12])
+}
+
+/// How long until a silent worker's jobs are handed to another worker.
+pub fn orphan_window(config: &Config) -> Duration {
+    config.worker_heartbeat * u32::try_from(config.worker_missed_heartbeats).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn queues_are_namespaced_without_colons() {
+        let config = Config::from_map(&HashMap::from([("REDIS_PREFIX", "stack-a".to_owned())]))
+            .expect("valid");
+        let backend = backend_config(&config, "reserve");
+        assert_eq!(backend.queue.as_ref(), "stack-a_reserve");
+        assert!(!backend.queue.as_ref().contains(':'));
+    }
+
+    #[test]
+    fn the_orphan_window_is_seconds_not_minutes() {
+        let config = Config::from_map(&HashMap::new()).expect("valid");
+        assert_eq!(orphan_window(&config), Duration::from_secs(15));
+        assert_eq!(
+            backend_config(&config, "q").orphaned_duration(),
+            orphan_window(&config)
+        );
+    }
+
+    #[test]
+    fn worker_names_differ_per_start() {
+        assert_ne!(worker_name("reserve"), worker_name("reserve"));
+    }
+}

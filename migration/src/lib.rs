@@ -1,0 +1,21 @@
+//! Database schema as sea-orm-migration steps.
+//!
+//! The schema is written in SQL because its job is to *refuse* impossible states
+//! (negative balances, double-booked seats, double payments, double job effects),
+//! and partial unique indexes, cascading composite keys and CHECK constraints say
+//! that more plainly in SQL than in a builder. It never depends on `entity`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_schema;
+
+/// Every migration of the project, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_schema::Migration)]
+    }
+}

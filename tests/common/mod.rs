@@ -1,0 +1,187 @@
+//! Test harness: every test gets its own PostgreSQL database, cloned from a
+//! migrated template, and its own Redis key prefix, so tests run in parallel
+//! against the real services without seeing each other.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod db;
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use redis::Commands;
+
+use domain::Config;
+use sea_orm::DatabaseConnection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use db::TestDb;
+
+/// Redis for tests: `TEST_REDIS_URL`, else `REDIS_URL`, else the local default.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A running api on a free port, backed by its own database and Redis prefix.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub config: Config,
+    pub test_db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Builder so a test can override configuration (e.g. a dead Redis URL).
+#[derive(Default)]
+pub struct TestAppBuilder {
+    overrides: HashMap<&'static str, String>,
+}
+
+impl TestAppBuilder {
+    pub fn env(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.overrides.insert(key, value.into());
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let test_db = TestDb::create().await;
+        let prefix = format!("t{}", Uuid::new_v4().simple());
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", test_db.url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("REDIS_URL", redis_url()),
+            ("REDIS_PREFIX", prefix),
+            ("API_ADDR", "127.0.0.1:0".into()),
+            ("ADMIN_TOKEN", "test-admin-token".into()),
+            ("API_BODY_LIMIT_BYTES", "4096".into()),
+            ("SHUTDOWN_GRACE_SECONDS", "2".into()),
+        ]);
+        vars.extend(self.overrides);
+        let config = Config::from_map(&vars).expect("test config is valid");
+        let (acceptor, addr) = api::bind(&config.api_addr).await.expect("bind");
+        let state = api::state_from_config(config.clone()).await.expect("state");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(api::serve(acceptor, state, async move {
+            let _ = rx.await;
+        }));
+        let db = domain::db::connect_url(&test_db.url, 4, false)
+            .await
+            .expect("test db");
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            db,
+            config,
+            test_db,
+            shutdown: Some(tx),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.config.admin_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a concert through the admin API and returns its JSON.
+    pub async fn create_concert(&self, body: &serde_json::Value) -> serde_json::Value {
+        let resp = self.admin_post("/v1/admin/concerts", body).await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        resp.json().await.unwrap()
+    }
+
+    /// A bookable concert with `schedules` dates priced `price`.
+    pub async fn open_concert(&self, schedules: usize, price: i64) -> serde_json::Value {
+        let now = chrono::Utc::now();
+        let items: Vec<_> = (0..schedules)
+            .map(|i| {
+                let i = i64::try_from(i).unwrap();
+                serde_json::json!({
+                    "startsAt": now + chrono::Duration::days(10 + i),
+                    "bookingOpensAt": now - chrono::Duration::hours(1),
+                    "bookingClosesAt": now + chrono::Duration::days(9),
+                    "seatPrice": price,
+                })
+            })
+            .collect();
+        self.create_concert(&serde_json::json!({ "title": "Test concert", "schedules": items }))
+            .await
+    }
+
+    pub fn redis_prefix(&self) -> &str {
+        &self.config.redis_prefix
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let pattern = format!("{}*", self.config.redis_prefix);
+        let _ = std::thread::spawn(move || {
+            let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
+            else {
+                return;
+            };
+            let keys: Vec<String> = conn
+                .scan_match::<_, String>(&pattern)
+                .map(|it| it.filter_map(Result::ok).collect())
+                .unwrap_or_default();
+            for chunk in keys.chunks(500) {
+                let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+            }
+        })
+        .join();
+    }
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["code"].is_string(), "{body}");
+    body
+}
