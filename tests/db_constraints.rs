@@ -1,5 +1,7 @@
 //! The schema itself refuses what must never happen, whatever the code does.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
 mod common;
 
 use common::TestApp;

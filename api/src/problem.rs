@@ -45,14 +45,15 @@ pub struct ProblemBody {
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{} {}: {}", body.status, body.code, body.detail)]
 pub struct Problem {
-    body: ProblemBody,
+    // Boxed: keeps `Result<T, Problem>` small on every handler's happy path.
+    body: Box<ProblemBody>,
 }
 
 impl Problem {
     /// A problem with a status, stable code and detail.
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
         Self {
-            body: ProblemBody {
+            body: Box::new(ProblemBody {
                 type_: format!(
                     "urn:concert:problem:{}",
                     code.to_ascii_lowercase().replace('_', "-")
@@ -62,7 +63,7 @@ impl Problem {
                 detail: detail.into(),
                 code: code.to_owned(),
                 field: None,
-            },
+            }),
         }
     }
 
@@ -92,6 +93,15 @@ impl Problem {
         )
     }
 
+    /// 503: a dependency is unreachable; clients may retry.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "a backing service is unavailable; retry shortly",
+        )
+    }
+
     /// The body, for tests and logging.
     pub fn body(&self) -> &ProblemBody {
         &self.body
@@ -114,17 +124,17 @@ impl From<domain::Error> for Problem {
             E::Invalid { field, message } => {
                 Self::invalid(field.clone(), format!("{field}: {message}"))
             }
+            E::Database(e) if domain::db::is_unreachable(&e) => {
+                tracing::error!(error = %e, "database unreachable");
+                Self::unavailable()
+            }
             E::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::internal()
             }
             E::Redis(e) => {
                 tracing::error!(error = %e, "redis error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UNAVAILABLE",
-                    "a backing service is unavailable; retry shortly",
-                )
+                Self::unavailable()
             }
         }
     }
@@ -173,7 +183,7 @@ impl ApiResponse for Problem {
                     status_range: None,
                     content: vec![MetaMediaType {
                         content_type: PROBLEM_JSON,
-                        schema: ProblemBody::schema_ref(),
+                        schema: <ProblemBody as Type>::schema_ref(),
                     }],
                     headers: vec![],
                 })

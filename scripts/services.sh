@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer.
+# For each: already up -> nothing; installed but down -> start it; absent ->
+# install the Debian package (apt-get), then start it. Prints what it does.
+# Set CONCERT_SKIP_SERVICES=1 to manage the services yourself.
+set -euo pipefail
+
+[ "${CONCERT_SKIP_SERVICES:-0}" = 1 ] && exit 0
+
+say() { echo "[services] $*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else say "need root for: $*"; exit 1; fi; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+apt_install() {
+  say "installing Debian package(s): $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+wait_for() { # description, command...
+  local what=$1; shift
+  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  say "$what did not come up"; exit 1
+}
+
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+pg_login() { PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1'; }
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_up; then
+    say "PostgreSQL is up"
+  else
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    [ -d "/etc/postgresql/$version/main" ] || as_root pg_createcluster "$version" main
+    say "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for PostgreSQL pg_up
+  fi
+  # A fresh Debian cluster asks TCP clients for a password: give `postgres` the
+  # password the default DATABASE_URL uses. Trust-auth clusters need nothing.
+  if ! pg_login >/dev/null 2>&1; then
+    say "setting the local postgres role's password to match the default DATABASE_URL"
+    as_postgres psql -qc "ALTER USER postgres PASSWORD 'postgres'"
+  fi
+}
+
+ensure_redis() {
+  if command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+    say "Redis is up"
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  say "starting Redis (no persistence)"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+  wait_for Redis sh -c '[ "$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ]'
+}
+
+ensure_postgres
+ensure_redis

@@ -1,0 +1,150 @@
+//! The real `concert` binary: seed, serve, and stop cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{TestDb, redis_url};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+fn concert(db: &TestDb, prefix: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_concert"));
+    cmd.args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_PREFIX", prefix)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Polls until `child` exits (bounded), returning its exit status.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn scalar(db: &TestDb, sql: &str) -> i64 {
+    let conn = domain::db::connect_url(&db.url, 1, false).await.unwrap();
+    let row = conn
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn seed_creates_users_whose_ledger_matches_their_balance() {
+    let db = TestDb::create().await;
+    let out = concert(
+        &db,
+        "seedtest",
+        &[
+            "seed",
+            "--users",
+            "2500",
+            "--balance",
+            "70000",
+            "--concerts",
+            "2",
+            "--schedules",
+            "3",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(scalar(&db, "SELECT count(*) FROM users").await, 2500);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM schedules").await, 6);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM seats").await, 300);
+    let mismatched = "SELECT count(*) FROM wallets w WHERE w.balance <> (SELECT coalesce(sum(amount), 0) FROM ledger_entries l WHERE l.user_id = w.user_id)";
+    assert_eq!(scalar(&db, mismatched).await, 0);
+    assert_eq!(
+        scalar(&db, "SELECT sum(balance)::bigint FROM wallets").await,
+        2500 * 70000
+    );
+}
+
+#[tokio::test]
+async fn seed_refuses_a_negative_balance_without_writing() {
+    let db = TestDb::create().await;
+    let out = concert(&db, "seedtest2", &["seed", "--users", "10", "--balance=-5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(scalar(&db, "SELECT count(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn api_and_worker_processes_exit_cleanly_on_sigterm() {
+    let db = TestDb::create().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    assert!(
+        concert(&db, &prefix, &["migrate"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let port = free_port();
+    let mut api = concert(&db, &prefix, &["api"])
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let mut worker = concert(&db, &prefix, &["worker"]).spawn().unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await;
+        if matches!(&ready, Ok(r) if r.status() == 200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "api never became ready: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&api);
+    sigterm(&worker);
+    assert!(wait_exit(&mut api, Duration::from_secs(15)).success());
+    assert!(wait_exit(&mut worker, Duration::from_secs(15)).success());
+}
