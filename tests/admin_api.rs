@@ -32,6 +32,7 @@ async fn creating_a_concert_without_the_admin_token_is_401() {
 #[tokio::test]
 async fn creating_a_concert_with_a_wrong_token_is_401_and_writes_nothing() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let resp = app
         .http
         .post(app.url("/v1/admin/concerts"))
@@ -41,13 +42,19 @@ async fn creating_a_concert_with_a_wrong_token_is_401_and_writes_nothing() {
         .await
         .unwrap();
     problem(resp, 401).await;
-    let list: serde_json::Value = app.get("/v1/concerts").await.json().await.unwrap();
+    let list: serde_json::Value = app
+        .get_as(&fan.token, "/v1/concerts")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn the_admin_creates_a_concert_whose_schedules_have_50_free_seats() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let resp = app.admin_post("/v1/admin/concerts", &concert()).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
@@ -57,13 +64,19 @@ async fn the_admin_creates_a_concert_whose_schedules_have_50_free_seats() {
     assert_eq!(schedule["totalSeats"], 50);
     assert_eq!(schedule["availableSeats"], 50);
     assert_eq!(schedule["seatPrice"], 80000);
-    let listed: serde_json::Value = app.get(&location).await.json().await.unwrap();
+    let listed: serde_json::Value = app
+        .get_as(&fan.token, &location)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["items"][0]["scheduleId"], schedule["scheduleId"]);
 }
 
 #[tokio::test]
 async fn an_invalid_concert_names_the_field_and_writes_nothing() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let mut body = concert();
     body["schedules"][0]["bookingClosesAt"] = body["schedules"][0]["bookingOpensAt"].clone();
     let p = problem(app.admin_post("/v1/admin/concerts", &body).await, 400).await;
@@ -82,6 +95,11 @@ async fn an_invalid_concert_names_the_field_and_writes_nothing() {
     )
     .await;
     assert_eq!(p["field"], "schedules");
-    let list: serde_json::Value = app.get("/v1/concerts").await.json().await.unwrap();
+    let list: serde_json::Value = app
+        .get_as(&fan.token, "/v1/concerts")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }

@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{TestApp, problem};
+use common::{Fan, TestApp, problem};
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
-async fn seats(app: &TestApp, schedule_id: &Value) -> Vec<Value> {
+async fn seats(app: &TestApp, fan: &Fan, schedule_id: &Value) -> Vec<Value> {
     let body: Value = app
-        .get(&format!("/v1/schedules/{schedule_id}/seats"))
+        .get_as(&fan.token, &format!("/v1/schedules/{schedule_id}/seats"))
         .await
         .json()
         .await
@@ -34,8 +34,9 @@ async fn hold(app: &TestApp, schedule: i64, number: i16, interval: &str, status:
 #[tokio::test]
 async fn a_new_schedule_lists_seats_1_to_50_all_available() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let concert = app.open_concert(1, 30000).await;
-    let seats = seats(&app, &concert["schedules"][0]["scheduleId"]).await;
+    let seats = seats(&app, &fan, &concert["schedules"][0]["scheduleId"]).await;
     let numbers: Vec<i64> = seats
         .iter()
         .map(|s| s["number"].as_i64().unwrap())
@@ -51,12 +52,13 @@ async fn a_new_schedule_lists_seats_1_to_50_all_available() {
 #[tokio::test]
 async fn held_sold_and_overdue_seats_show_their_effective_status_and_counts() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let concert = app.open_concert(1, 30000).await;
     let sid = concert["schedules"][0]["scheduleId"].as_i64().unwrap();
     hold(&app, sid, 1, "5 minutes", "HELD").await;
     hold(&app, sid, 2, "-1 second", "HELD").await; // overdue: counts as available
     hold(&app, sid, 3, "5 minutes", "SOLD").await;
-    let seats = seats(&app, &Value::from(sid)).await;
+    let seats = seats(&app, &fan, &Value::from(sid)).await;
     let status = |n: usize| seats[n - 1]["status"].as_str().unwrap().to_owned();
     assert_eq!(
         (status(1), status(2), status(3), status(4)),
@@ -69,7 +71,7 @@ async fn held_sold_and_overdue_seats_show_their_effective_status_and_counts() {
     );
     let cid = &concert["concertId"];
     let schedules: Value = app
-        .get(&format!("/v1/concerts/{cid}/schedules"))
+        .get_as(&fan.token, &format!("/v1/concerts/{cid}/schedules"))
         .await
         .json()
         .await
@@ -102,13 +104,19 @@ async fn a_schedule_not_yet_open_for_booking_has_no_available_seats() {
 #[tokio::test]
 async fn concerts_and_schedules_are_listed_in_order() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     app.open_concert(3, 1000).await;
     app.open_concert(1, 2000).await;
-    let concerts: Value = app.get("/v1/concerts").await.json().await.unwrap();
+    let concerts: Value = app
+        .get_as(&fan.token, "/v1/concerts")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(concerts["items"].as_array().unwrap().len(), 2);
     let first = &concerts["items"][0]["concertId"];
     let schedules: Value = app
-        .get(&format!("/v1/concerts/{first}/schedules"))
+        .get_as(&fan.token, &format!("/v1/concerts/{first}/schedules"))
         .await
         .json()
         .await
@@ -126,12 +134,17 @@ async fn concerts_and_schedules_are_listed_in_order() {
 #[tokio::test]
 async fn unknown_concerts_and_schedules_are_404() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     assert_eq!(
-        problem(app.get("/v1/concerts/999/schedules").await, 404).await["code"],
+        problem(
+            app.get_as(&fan.token, "/v1/concerts/999/schedules").await,
+            404
+        )
+        .await["code"],
         "NOT_FOUND"
     );
     assert_eq!(
-        problem(app.get("/v1/schedules/999/seats").await, 404).await["code"],
+        problem(app.get_as(&fan.token, "/v1/schedules/999/seats").await, 404).await["code"],
         "NOT_FOUND"
     );
 }

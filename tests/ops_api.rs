@@ -61,7 +61,8 @@ async fn a_request_to_a_down_database_is_a_retryable_503_problem() {
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
         .spawn()
         .await;
-    let body = common::problem(app.get("/v1/concerts").await, 503).await;
+    let path = format!("/v1/users/{}", uuid::Uuid::new_v4());
+    let body = common::problem(app.get(&path).await, 503).await;
     assert_eq!(body["code"], "UNAVAILABLE");
 }
 

@@ -85,6 +85,7 @@ async fn a_missing_or_blank_field_is_400_naming_it() {
 #[tokio::test]
 async fn out_of_range_numbers_are_400_naming_the_field() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     let now = chrono::Utc::now();
     let schedule = |price: serde_json::Value| {
         json!({"title": "t", "schedules": [{
@@ -112,7 +113,8 @@ async fn out_of_range_numbers_are_400_naming_the_field() {
         );
     }
     let p = problem(
-        app.get("/v1/concerts/99999999999999999999/schedules").await,
+        app.get_as(&fan.token, "/v1/concerts/99999999999999999999/schedules")
+            .await,
         400,
     )
     .await;
@@ -122,12 +124,13 @@ async fn out_of_range_numbers_are_400_naming_the_field() {
 #[tokio::test]
 async fn malformed_and_unknown_ids_are_400_and_404() {
     let app = TestApp::spawn().await;
+    let fan = app.active_fan().await;
     assert_eq!(
         problem(app.get("/v1/users/not-a-uuid").await, 400).await["field"],
         "userId"
     );
     assert_eq!(
-        problem(app.get("/v1/schedules/abc/seats").await, 400).await["field"],
+        problem(app.get_as(&fan.token, "/v1/schedules/abc/seats").await, 400).await["field"],
         "scheduleId"
     );
     let p = problem(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
 
-use crate::{problem::Problem, state::AppState, tags::Tag};
+use crate::{problem::Problem, queue::ActiveFan, state::AppState, tags::Tag};
 
 /// A concert in the listing.
 #[derive(Debug, Object)]
@@ -120,19 +120,24 @@ pub struct CatalogApi;
 
 #[OpenApi(tag = "Tag::Catalog")]
 impl CatalogApi {
-    /// All concerts.
+    /// All concerts. Requires an ACTIVE queue token.
     #[oai(path = "/v1/concerts", method = "get")]
-    async fn concerts(&self, state: Data<&AppState>) -> Result<Json<ConcertList>, Problem> {
+    async fn concerts(
+        &self,
+        state: Data<&AppState>,
+        _fan: ActiveFan,
+    ) -> Result<Json<ConcertList>, Problem> {
         Ok(Json(ConcertList {
             items: converted(domain::catalog::list_concerts(&state.db).await?),
         }))
     }
 
-    /// A concert's dates with total and currently available seats.
+    /// A concert's dates with total and currently available seats. Requires an ACTIVE queue token.
     #[oai(path = "/v1/concerts/:concertId/schedules", method = "get")]
     async fn schedules(
         &self,
         state: Data<&AppState>,
+        _fan: ActiveFan,
         #[oai(name = "concertId")] concert_id: Path<i64>,
     ) -> Result<Json<ScheduleList>, Problem> {
         let rows = domain::catalog::list_schedules(&state.db, concert_id.0, Utc::now()).await?;
@@ -141,11 +146,12 @@ impl CatalogApi {
         }))
     }
 
-    /// A date's seats 1..50 with price and status.
+    /// A date's seats 1..50 with price and status. Requires an ACTIVE queue token.
     #[oai(path = "/v1/schedules/:scheduleId/seats", method = "get")]
     async fn seats(
         &self,
         state: Data<&AppState>,
+        _fan: ActiveFan,
         #[oai(name = "scheduleId")] schedule_id: Path<i64>,
     ) -> Result<Json<SeatList>, Problem> {
         let rows = domain::catalog::list_seats(&state.db, schedule_id.0, Utc::now()).await?;

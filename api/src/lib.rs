@@ -9,6 +9,7 @@ pub mod json_body;
 pub mod ops;
 pub mod path_params;
 pub mod problem;
+pub mod queue;
 pub mod request_id;
 pub mod state;
 pub mod tags;
@@ -26,19 +27,21 @@ use poem_openapi::OpenApiService;
 
 pub use state::AppState;
 
+/// Every endpoint group, in Swagger UI order.
+pub type Apis = (
+    users::UsersApi,
+    queue::QueueApi,
+    admin::AdminApi,
+    catalog::CatalogApi,
+    ops::OpsApi,
+);
+
 /// The OpenAPI service with every endpoint group.
-pub fn openapi() -> OpenApiService<
-    (
-        users::UsersApi,
-        admin::AdminApi,
-        catalog::CatalogApi,
-        ops::OpsApi,
-    ),
-    (),
-> {
+pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             users::UsersApi,
+            queue::QueueApi,
             admin::AdminApi,
             catalog::CatalogApi,
             ops::OpsApi,
@@ -86,10 +89,12 @@ pub fn app(state: AppState) -> impl Endpoint {
 pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let db = domain::db::connect_lazy(&config).await?;
     let redis = domain::redis_conn::connect_lazy(&config)?;
+    let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
     Ok(AppState {
         db,
         redis,
         config: Arc::new(config),
+        waiting_room,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use domain::Config;
+use domain::{Config, waiting_room::WaitingRoom};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
@@ -12,4 +12,5 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
+    pub waiting_room: WaitingRoom,
 }

@@ -7,6 +7,8 @@ use poem_openapi::Tags;
 pub enum Tag {
     /// Fans sign up and look themselves up.
     Users,
+    /// The waiting room: get in line, poll, leave.
+    Queue,
     /// Operator endpoints (admin bearer token).
     Admin,
     /// Concerts, dates and seats.

@@ -58,6 +58,10 @@ impl UsersApi {
         body: JsonBody<CreateUser>,
     ) -> Result<Created, Problem> {
         let user = domain::accounts::create_user(&state.db, &body.name).await?;
+        // Warm the waiting room's known-users cache; a miss only costs one lookup later.
+        if let Err(error) = state.waiting_room.remember_user(user.id).await {
+            tracing::warn!(%error, "could not cache the new user id");
+        }
         let location = format!("/v1/users/{}", user.id);
         Ok(Created::Created(Json(user.into()), location))
     }

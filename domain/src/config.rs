@@ -22,6 +22,8 @@ pub struct Config {
     pub queue_admit_per_second: u64,
     pub queue_active_ttl: Duration,
     pub queue_waiting_ttl: Duration,
+    /// Key of the queue tokens' HMAC; every api process of a stack must share it.
+    pub queue_token_secret: String,
     pub worker_concurrency: usize,
     pub worker_poll_interval: Duration,
     pub worker_heartbeat: Duration,
@@ -32,6 +34,9 @@ pub struct Config {
 
 /// Default admin token: usable on a laptop, warned about at start-up.
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+
+/// Default queue-token secret: usable on a laptop, warned about at start-up.
+pub const DEV_TOKEN_SECRET: &str = "dev-queue-token-secret";
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +95,7 @@ impl Config {
             queue_admit_per_second: r.parse_in("QUEUE_ADMIT_PER_SECOND", 100, 1..=1_000_000)?,
             queue_active_ttl: r.seconds("QUEUE_ACTIVE_TTL_SECONDS", 600)?,
             queue_waiting_ttl: r.seconds("QUEUE_WAITING_TTL_SECONDS", 60)?,
+            queue_token_secret: r.non_empty("QUEUE_TOKEN_SECRET", DEV_TOKEN_SECRET)?,
             worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 32, 1..=10_000)?,
             worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
             worker_heartbeat: r.seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
@@ -103,6 +109,11 @@ impl Config {
     pub fn uses_dev_admin_token(&self) -> bool {
         self.admin_token == DEV_ADMIN_TOKEN
     }
+
+    /// True when the queue-token secret was left at its development default.
+    pub fn uses_dev_token_secret(&self) -> bool {
+        self.queue_token_secret == DEV_TOKEN_SECRET
+    }
 }
 
 impl fmt::Debug for Config {
@@ -114,6 +125,7 @@ impl fmt::Debug for Config {
             .field("redis_prefix", &self.redis_prefix)
             .field("api_addr", &self.api_addr)
             .field("admin_token", &"<redacted>")
+            .field("queue_token_secret", &"<redacted>")
             .field("hold_ttl", &self.hold_ttl)
             .field("queue_max_active", &self.queue_max_active)
             .field("queue_admit_per_second", &self.queue_admit_per_second)

@@ -11,6 +11,7 @@ pub mod queue;
 pub mod redis_conn;
 pub mod seed;
 pub mod telemetry;
+pub mod waiting_room;
 pub mod wallet_limits;
 
 pub use config::Config;

@@ -31,14 +31,23 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
     pub config: Config,
-    pub test_db: TestDb,
+    /// The database this app owns (siblings share their original's).
+    pub test_db: Option<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// A fan and their queue token.
+#[derive(Clone, Debug)]
+pub struct Fan {
+    pub user_id: String,
+    pub token: String,
 }
 
 /// Builder so a test can override configuration (e.g. a dead Redis URL).
 #[derive(Default)]
 pub struct TestAppBuilder {
     overrides: HashMap<&'static str, String>,
+    shared_db: bool,
 }
 
 impl TestAppBuilder {
@@ -47,11 +56,26 @@ impl TestAppBuilder {
         self
     }
 
+    /// A second api instance over the same database and Redis prefix as `app`.
+    pub fn sibling_of(mut self, app: &TestApp) -> Self {
+        self.overrides
+            .insert("DATABASE_URL", app.config.database_url.clone());
+        self.overrides
+            .insert("REDIS_PREFIX", app.config.redis_prefix.clone());
+        self.shared_db = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
-        let test_db = TestDb::create().await;
+        let test_db = if self.shared_db {
+            None
+        } else {
+            Some(TestDb::create().await)
+        };
+        let db_url = test_db.as_ref().map(|d| d.url.clone()).unwrap_or_default();
         let prefix = format!("t{}", Uuid::new_v4().simple());
         let mut vars: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", test_db.url.clone()),
+            ("DATABASE_URL", db_url),
             ("DATABASE_MAX_CONNECTIONS", "8".into()),
             ("REDIS_URL", redis_url()),
             ("REDIS_PREFIX", prefix),
@@ -68,7 +92,7 @@ impl TestAppBuilder {
         tokio::spawn(api::serve(acceptor, state, async move {
             let _ = rx.await;
         }));
-        let db = domain::db::connect_url(&test_db.url, 4, false)
+        let db = domain::db::connect_url(&config.database_url, 4, false)
             .await
             .expect("test db");
         TestApp {
@@ -142,6 +166,45 @@ impl TestApp {
             .collect();
         self.create_concert(&serde_json::json!({ "title": "Test concert", "schedules": items }))
             .await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs a fan up and returns the user id.
+    pub async fn sign_up(&self, name: &str) -> String {
+        let resp = self
+            .post_json("/v1/users", &serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(resp.status(), 201);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["userId"].as_str().unwrap().to_owned()
+    }
+
+    /// Asks for a queue token for `user_id`.
+    pub async fn issue_token(&self, user_id: &str) -> reqwest::Response {
+        self.post_json(
+            "/v1/queue/tokens",
+            &serde_json::json!({ "userId": user_id }),
+        )
+        .await
+    }
+
+    /// A signed-up fan holding an ACTIVE token (tests run with room to spare).
+    pub async fn active_fan(&self) -> Fan {
+        let user_id = self.sign_up("fan").await;
+        let ticket: serde_json::Value = self.issue_token(&user_id).await.json().await.unwrap();
+        assert_eq!(ticket["status"], "ACTIVE", "{ticket}");
+        Fan {
+            user_id,
+            token: ticket["token"].as_str().unwrap().to_owned(),
+        }
     }
 
     pub fn redis_prefix(&self) -> &str {

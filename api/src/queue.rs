@@ -1,0 +1,184 @@
+//! Waiting-room endpoints and the queue-token guard.
+
+use chrono::{DateTime, Utc};
+use domain::waiting_room::{Admitted, Denied, Issued, Standing, TokenState};
+use poem::{Request, http::StatusCode, web::Data};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, SecurityScheme, auth::Bearer, payload::Json,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
+
+/// `Authorization: Bearer <queue token>` of an ACTIVE (admitted) fan. The user
+/// is always taken from the token, never from the request.
+#[derive(Debug, SecurityScheme)]
+#[oai(rename = "QueueToken", ty = "bearer", checker = "check_active")]
+pub struct ActiveFan(pub Admitted);
+
+async fn check_active(req: &Request, bearer: Bearer) -> poem::Result<Admitted> {
+    let state = req.data::<AppState>().ok_or_else(Problem::internal)?;
+    match state
+        .waiting_room
+        .authorize(&bearer.token)
+        .await
+        .map_err(Problem::from)?
+    {
+        Ok(admitted) => Ok(admitted),
+        Err(Denied::Invalid) => Err(invalid_token().into()),
+        Err(Denied::Waiting { position }) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "QUEUE_WAITING",
+            format!(
+                "still waiting in line at position {position}; poll GET /v1/queue/tokens/current"
+            ),
+        )
+        .with_field("Authorization")
+        .into()),
+    }
+}
+
+/// Any queue token, waiting or active (for polling and leaving).
+#[derive(Debug, SecurityScheme)]
+#[oai(rename = "QueueToken", ty = "bearer")]
+pub struct AnyQueueToken(Bearer);
+
+fn invalid_token() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "TOKEN_INVALID",
+        "the queue token is malformed, unknown or expired; request a new one",
+    )
+    .with_field("Authorization")
+}
+
+/// Request for a place in line.
+#[derive(Debug, Object, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct IssueToken {
+    pub user_id: Uuid,
+}
+
+/// Where a token stands in the waiting room.
+#[derive(Debug, Enum, PartialEq, Eq)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueueStatus {
+    Waiting,
+    Active,
+}
+
+/// A queue token and its standing.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct QueueTicket {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub status: QueueStatus,
+    /// 1-based place in line while waiting.
+    pub position: Option<u64>,
+    /// From the admission rate observed over the last minute; 0 when active.
+    pub estimated_wait_seconds: u64,
+    /// End of the session when active (sessions are not extended by activity).
+    pub active_until: Option<DateTime<Utc>>,
+}
+
+impl From<TokenState> for QueueTicket {
+    fn from(s: TokenState) -> Self {
+        match s.standing {
+            Standing::Waiting {
+                position,
+                estimated_wait_seconds,
+            } => Self {
+                token: s.token,
+                status: QueueStatus::Waiting,
+                position: Some(position),
+                estimated_wait_seconds,
+                active_until: None,
+            },
+            Standing::Active { until } => Self {
+                token: s.token,
+                status: QueueStatus::Active,
+                position: None,
+                estimated_wait_seconds: 0,
+                active_until: Some(until),
+            },
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum IssueResponse {
+    /// A new token: the user joined the end of the line (or was admitted at once).
+    #[oai(status = 201)]
+    Created(Json<QueueTicket>),
+    /// The user's live token, unchanged: asking again never buys a second place.
+    #[oai(status = 200)]
+    Existing(Json<QueueTicket>),
+}
+
+#[derive(ApiResponse)]
+enum LeaveResponse {
+    /// The token is gone and its place or slot freed.
+    #[oai(status = 204)]
+    Left,
+}
+
+/// Waiting-room endpoints.
+#[derive(Debug)]
+pub struct QueueApi;
+
+#[OpenApi(tag = "Tag::Queue")]
+impl QueueApi {
+    /// Get a place in line (or the user's live token).
+    #[oai(path = "/v1/queue/tokens", method = "post")]
+    async fn issue(
+        &self,
+        state: Data<&AppState>,
+        body: JsonBody<IssueToken>,
+    ) -> Result<IssueResponse, Problem> {
+        let room = &state.waiting_room;
+        let mut issued = room.issue(body.user_id).await?;
+        if issued == Issued::UnknownUser {
+            // Cache miss: PostgreSQL decides (404 if the user does not exist).
+            domain::accounts::get_user(&state.db, body.user_id).await?;
+            room.remember_user(body.user_id).await?;
+            issued = room.issue(body.user_id).await?;
+        }
+        match issued {
+            Issued::Token(t) if t.created => Ok(IssueResponse::Created(Json(t.into()))),
+            Issued::Token(t) => Ok(IssueResponse::Existing(Json(t.into()))),
+            Issued::UnknownUser => Err(Problem::internal()),
+        }
+    }
+
+    /// Poll the token's standing. Cheap (one Redis call); polling keeps a waiting token in line.
+    #[oai(path = "/v1/queue/tokens/current", method = "get")]
+    async fn current(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyQueueToken,
+    ) -> Result<Json<QueueTicket>, Problem> {
+        let ticket = state
+            .waiting_room
+            .status(&auth.0.token)
+            .await?
+            .ok_or_else(invalid_token)?;
+        Ok(Json(ticket.into()))
+    }
+
+    /// Leave the line, or free the active slot for the next fan.
+    #[oai(path = "/v1/queue/tokens/current", method = "delete")]
+    async fn leave(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyQueueToken,
+    ) -> Result<LeaveResponse, Problem> {
+        if state.waiting_room.leave(&auth.0.token).await? {
+            Ok(LeaveResponse::Left)
+        } else {
+            Err(invalid_token())
+        }
+    }
+}
