@@ -92,7 +92,11 @@ impl TestAppBuilder {
         tokio::spawn(api::serve(acceptor, state, async move {
             let _ = rx.await;
         }));
-        let db = domain::db::connect_url(&config.database_url, 4, false)
+        // The test's own handle: its database even when the app is pointed at a dead one.
+        let own_url = test_db
+            .as_ref()
+            .map_or(config.database_url.clone(), |d| d.url.clone());
+        let db = domain::db::connect_url(&own_url, 4, false)
             .await
             .expect("test db");
         TestApp {
