@@ -86,6 +86,29 @@ async fn swagger_ui_and_the_spec_document_every_endpoint() {
     }
     assert!(spec["components"]["securitySchemes"]["AdminAuth"].is_object());
     assert!(spec["components"]["schemas"]["Problem"].is_object());
+    // Swagger UI's Authorize dialog offers the queue token, and the guarded
+    // operations declare it, so a person can authorize and call them.
+    let scheme = &spec["components"]["securitySchemes"]["QueueToken"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for path in [
+        "/v1/concerts",
+        "/v1/concerts/{concertId}/schedules",
+        "/v1/schedules/{scheduleId}/seats",
+        "/v1/queue/tokens/current",
+    ] {
+        let security = &spec["paths"][path]["get"]["security"];
+        assert!(
+            security.to_string().contains("QueueToken"),
+            "{path}: {security}"
+        );
+    }
+    assert!(
+        spec["paths"]["/v1/queue/tokens"]["post"]["security"].is_null(),
+        "issuing a token needs none"
+    );
 }
 
 #[tokio::test]
