@@ -11,6 +11,12 @@ pub enum Error {
     /// Input that passed the schema but breaks a business rule (400), naming the field.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The idempotency key was used before with a different request (422).
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// The job queue refused a push (503).
+    #[error("queue error: {0}")]
+    Queue(String),
     /// PostgreSQL failed (500, logged once).
     #[error("database error: {0}")]
     Database(#[from] DbErr),

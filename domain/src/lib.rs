@@ -3,10 +3,12 @@
 //! them inside one SeaORM transaction.
 
 pub mod accounts;
+pub mod booking;
 pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod queue;
 pub mod redis_conn;
 pub mod seed;

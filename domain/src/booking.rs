@@ -1,0 +1,465 @@
+//! Seat holds: reserve, expire, sweep, read.
+//!
+//! Every state change is a conditional update whose row count is checked:
+//! seats move AVAILABLE→HELD only at the version that was read (touched in
+//! ascending id order, so concurrent transactions cannot deadlock), and a
+//! reservation moves HELD→EXPIRED only while it is still held and overdue. The
+//! schema's partial unique index is the last line of defence behind both.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{reservation_seats, reservations, schedules, seats};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Result},
+    jobs::{JobKind, Outcome, ReserveJob, outcomes},
+};
+
+/// Most seats in one reservation.
+pub const MAX_SEATS_PER_RESERVATION: usize = 4;
+/// Attempts of one reserve transaction when optimistic checks conflict.
+pub const MAX_OPTIMISTIC_ATTEMPTS: u32 = 8;
+
+/// What a successful reserve job returns (the job's `result`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub reservation_id: Uuid,
+    pub schedule_id: i64,
+    pub seat_numbers: Vec<i16>,
+    pub total_price: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A reservation as its owner reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub schedule_id: i64,
+    pub seat_numbers: Vec<i16>,
+    pub total_price: i64,
+    /// `HELD`, `CONFIRMED` or `EXPIRED` (a held reservation past its expiry reads `EXPIRED`).
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks seat numbers: 1 to 4 distinct numbers in 1..=50, returned sorted.
+pub fn validate_seat_numbers(numbers: &[i64]) -> Result<Vec<i16>> {
+    if numbers.is_empty() || numbers.len() > MAX_SEATS_PER_RESERVATION {
+        return Err(Error::invalid(
+            "seatNumbers",
+            format!("must hold 1 to {MAX_SEATS_PER_RESERVATION} seat numbers"),
+        ));
+    }
+    let mut out = Vec::with_capacity(numbers.len());
+    for (i, n) in numbers.iter().enumerate() {
+        let seat = i16::try_from(*n)
+            .ok()
+            .filter(|s| (1..=crate::catalog::SEATS_PER_SCHEDULE).contains(s))
+            .ok_or_else(|| {
+                Error::invalid(format!("seatNumbers[{i}]"), "must be between 1 and 50")
+            })?;
+        if out.contains(&seat) {
+            return Err(Error::invalid(
+                format!("seatNumbers[{i}]"),
+                format!("seat {seat} is listed twice"),
+            ));
+        }
+        out.push(seat);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Why one reserve attempt must be retried.
+enum Attempt {
+    Done(Outcome),
+    Conflict,
+}
+
+/// Runs a reserve job: all requested seats or none, idempotent per job id.
+pub async fn reserve(
+    db: &DatabaseConnection,
+    job: &ReserveJob,
+    hold_ttl: Duration,
+) -> Result<Outcome> {
+    if let Some(done) = outcomes::find(db, job.job_id).await? {
+        return Ok(done);
+    }
+    for attempt in 0..MAX_OPTIMISTIC_ATTEMPTS {
+        match try_reserve(db, job, hold_ttl).await {
+            Ok(Attempt::Done(outcome)) => return Ok(outcome),
+            Ok(Attempt::Conflict) => backoff(attempt).await,
+            Err(e) if is_duplicate_outcome(&e) => {
+                // Another delivery of this job committed first: its outcome stands.
+                if let Some(done) = outcomes::find(db, job.job_id).await? {
+                    return Ok(done);
+                }
+                return Err(e);
+            }
+            Err(e) if is_conflict(&e) => backoff(attempt).await,
+            Err(e) => return Err(e),
+        }
+    }
+    let outcome = Outcome::failed(
+        "CONTENTION",
+        "the seats were contended too heavily; try again",
+    );
+    store_outcome(db, job, &outcome).await?;
+    Ok(outcome)
+}
+
+async fn store_outcome(db: &DatabaseConnection, job: &ReserveJob, outcome: &Outcome) -> Result<()> {
+    match outcomes::insert(
+        db,
+        job.job_id,
+        JobKind::Reserve,
+        job.user_id,
+        job.accepted_at,
+        outcome,
+    )
+    .await
+    {
+        Err(e) if is_duplicate_outcome(&e) => Ok(()),
+        other => other,
+    }
+}
+
+async fn try_reserve(
+    db: &DatabaseConnection,
+    job: &ReserveJob,
+    hold_ttl: Duration,
+) -> Result<Attempt> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let fail = |code: &str, message: String| Outcome::failed(code, message);
+    let Some(schedule) = schedules::Entity::find_by_id(job.schedule_id)
+        .one(&txn)
+        .await?
+    else {
+        let outcome = fail(
+            "SCHEDULE_NOT_FOUND",
+            format!("schedule {} does not exist", job.schedule_id),
+        );
+        return finish(txn, job, outcome).await;
+    };
+    if now < schedule.booking_opens_at || now >= schedule.booking_closes_at {
+        let outcome = fail(
+            "BOOKING_CLOSED",
+            format!("booking for schedule {} is not open", job.schedule_id),
+        );
+        return finish(txn, job, outcome).await;
+    }
+    let rows = requested_seats(&txn, job).await?;
+    let taken: Vec<i16> = rows
+        .iter()
+        .filter(|s| {
+            s.status == "SOLD" || (s.status == "HELD" && s.hold_expires_at.is_some_and(|t| t > now))
+        })
+        .map(|s| s.number)
+        .collect();
+    if !taken.is_empty() || rows.len() != job.seat_numbers.len() {
+        let message = format!(
+            "seats {taken:?} of schedule {} are not available; nothing was held",
+            job.schedule_id
+        );
+        return finish(txn, job, fail("SEAT_UNAVAILABLE", message)).await;
+    }
+    // Overdue holds on the requested seats are expired here, whether or not their expiry job ran.
+    let overdue: Vec<Uuid> = rows
+        .iter()
+        .filter(|s| s.status == "HELD")
+        .filter_map(|s| s.reservation_id)
+        .collect();
+    let rows = if overdue.is_empty() {
+        rows
+    } else {
+        for id in overdue {
+            expire_in(&txn, id, now).await?;
+        }
+        requested_seats(&txn, job).await?
+    };
+    let reservation_id = Uuid::now_v7();
+    let expires_at = now + chrono::Duration::from_std(hold_ttl).unwrap_or_default();
+    let total_price = rows.iter().map(|s| s.price).sum();
+    reservations::Entity::insert(reservations::ActiveModel {
+        id: Set(reservation_id),
+        user_id: Set(job.user_id),
+        schedule_id: Set(job.schedule_id),
+        status: Set("HELD".into()),
+        total_price: Set(total_price),
+        expires_at: Set(expires_at),
+        version: Set(0),
+        job_id: Set(job.job_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    for seat in &rows {
+        let held = seats::Entity::update_many()
+            .col_expr(seats::Column::Status, Expr::value("HELD"))
+            .col_expr(seats::Column::ReservationId, Expr::value(reservation_id))
+            .col_expr(seats::Column::HoldExpiresAt, Expr::value(expires_at))
+            .col_expr(
+                seats::Column::Version,
+                Expr::col(seats::Column::Version).add(1),
+            )
+            .filter(seats::Column::Id.eq(seat.id))
+            .filter(seats::Column::Version.eq(seat.version))
+            .filter(seats::Column::Status.eq("AVAILABLE"))
+            .exec(&txn)
+            .await?;
+        if held.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(Attempt::Conflict);
+        }
+    }
+    reservation_seats::Entity::insert_many(rows.iter().map(|s| reservation_seats::ActiveModel {
+        reservation_id: Set(reservation_id),
+        seat_id: Set(s.id),
+        reservation_status: Set("HELD".into()),
+    }))
+    .exec_without_returning(&txn)
+    .await?;
+    let hold = Hold {
+        reservation_id,
+        schedule_id: job.schedule_id,
+        seat_numbers: rows.iter().map(|s| s.number).collect(),
+        total_price,
+        expires_at,
+    };
+    let result =
+        serde_json::to_value(&hold).map_err(|e| Error::Database(DbErr::Custom(e.to_string())))?;
+    finish(txn, job, Outcome::Succeeded(result)).await
+}
+
+async fn requested_seats(db: &impl ConnectionTrait, job: &ReserveJob) -> Result<Vec<seats::Model>> {
+    Ok(seats::Entity::find()
+        .filter(seats::Column::ScheduleId.eq(job.schedule_id))
+        .filter(seats::Column::Number.is_in(job.seat_numbers.clone()))
+        .order_by_asc(seats::Column::Id)
+        .all(db)
+        .await?)
+}
+
+async fn finish(
+    txn: sea_orm::DatabaseTransaction,
+    job: &ReserveJob,
+    outcome: Outcome,
+) -> Result<Attempt> {
+    outcomes::insert(
+        &txn,
+        job.job_id,
+        JobKind::Reserve,
+        job.user_id,
+        job.accepted_at,
+        &outcome,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Attempt::Done(outcome))
+}
+
+/// Expires `reservation_id` if it is still held and overdue at `now`, freeing its seats.
+/// Returns whether this call expired it. Safe to race with payment and with itself.
+pub async fn expire_reservation(
+    db: &DatabaseConnection,
+    reservation_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let txn = db.begin().await?;
+    let expired = expire_in(&txn, reservation_id, now).await?;
+    txn.commit().await?;
+    Ok(expired)
+}
+
+async fn expire_in(
+    db: &impl ConnectionTrait,
+    reservation_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let flipped = reservations::Entity::update_many()
+        .col_expr(reservations::Column::Status, Expr::value("EXPIRED"))
+        .col_expr(
+            reservations::Column::Version,
+            Expr::col(reservations::Column::Version).add(1),
+        )
+        .col_expr(reservations::Column::UpdatedAt, Expr::value(now))
+        .filter(reservations::Column::Id.eq(reservation_id))
+        .filter(reservations::Column::Status.eq("HELD"))
+        .filter(reservations::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+    if flipped.rows_affected == 0 {
+        return Ok(false);
+    }
+    seats::Entity::update_many()
+        .col_expr(seats::Column::Status, Expr::value("AVAILABLE"))
+        .col_expr(
+            seats::Column::ReservationId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            seats::Column::HoldExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            seats::Column::Version,
+            Expr::col(seats::Column::Version).add(1),
+        )
+        .filter(seats::Column::ReservationId.eq(reservation_id))
+        .filter(seats::Column::Status.eq("HELD"))
+        .exec(db)
+        .await?;
+    Ok(true)
+}
+
+#[derive(FromQueryResult)]
+struct OverdueId {
+    id: Uuid,
+}
+
+/// Expires up to `limit` overdue holds (oldest first) whose expiry job was lost
+/// or is late. Concurrent sweepers skip each other's rows. Returns how many.
+pub async fn sweep_expired(db: &DatabaseConnection, limit: u64) -> Result<u64> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let rows = OverdueId::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id FROM reservations WHERE status = 'HELD' AND expires_at <= $1
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        [now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .all(&txn)
+    .await?;
+    let mut expired = 0;
+    for row in rows {
+        expired += u64::from(expire_in(&txn, row.id, now).await?);
+    }
+    txn.commit().await?;
+    Ok(expired)
+}
+
+/// A reservation for its owner; anyone else's reads as not found.
+pub async fn get_reservation(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    owner: Uuid,
+) -> Result<Reservation> {
+    let found = reservations::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|r| r.user_id == owner);
+    let Some(r) = found else {
+        return Err(Error::not_found("reservation", id));
+    };
+    let seat_ids: Vec<i64> = reservation_seats::Entity::find()
+        .filter(reservation_seats::Column::ReservationId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|rs| rs.seat_id)
+        .collect();
+    let numbers = seats::Entity::find()
+        .filter(seats::Column::Id.is_in(seat_ids))
+        .order_by_asc(seats::Column::Number)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.number)
+        .collect();
+    let status = if r.status == "HELD" && r.expires_at <= Utc::now() {
+        "EXPIRED".to_owned()
+    } else {
+        r.status
+    };
+    Ok(Reservation {
+        id: r.id,
+        user_id: r.user_id,
+        schedule_id: r.schedule_id,
+        seat_numbers: numbers,
+        total_price: r.total_price,
+        status,
+        expires_at: r.expires_at,
+    })
+}
+
+/// Jittered exponential backoff between optimistic attempts: 2, 4, 8… ms ± 50 %.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let base = 2u64 << Ord::min(attempt, 8);
+    let jitter = rand::rng().random_range(base / 2..=base + base / 2);
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+}
+
+fn sql_state(e: &Error) -> Option<String> {
+    let Error::Database(db) = e else { return None };
+    let (DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner))
+    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner))) = db
+    else {
+        return None;
+    };
+    inner
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+fn constraint(e: &Error) -> Option<String> {
+    let Error::Database(
+        DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner))
+        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner)),
+    ) = e
+    else {
+        return None;
+    };
+    inner
+        .as_database_error()
+        .and_then(|d| d.constraint())
+        .map(str::to_owned)
+}
+
+/// A second delivery of the same job lost the race to record its effect.
+fn is_duplicate_outcome(e: &Error) -> bool {
+    matches!(
+        constraint(e).as_deref(),
+        Some("job_outcomes_pkey" | "reservations_job_unique")
+    )
+}
+
+/// Lost an optimistic race: a live-seat uniqueness violation, deadlock or serialization failure.
+fn is_conflict(e: &Error) -> bool {
+    constraint(e).as_deref() == Some("reservation_seats_one_live_per_seat")
+        || matches!(sql_state(e).as_deref(), Some("40001" | "40P01"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_numbers_are_sorted_and_checked() {
+        assert_eq!(validate_seat_numbers(&[3, 1]).expect("valid"), vec![1, 3]);
+        let field = |n: &[i64]| match validate_seat_numbers(n) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{n:?}: {other:?}"),
+        };
+        assert_eq!(field(&[]), "seatNumbers");
+        assert_eq!(field(&[1, 2, 3, 4, 5]), "seatNumbers");
+        assert_eq!(field(&[1, 51]), "seatNumbers[1]");
+        assert_eq!(field(&[0]), "seatNumbers[0]");
+        assert_eq!(field(&[7, 7]), "seatNumbers[1]");
+        assert_eq!(field(&[70_000]), "seatNumbers[0]");
+    }
+}

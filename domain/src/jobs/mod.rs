@@ -1,0 +1,79 @@
+//! Jobs: what the api enqueues and the worker runs.
+//!
+//! A job carries ids only (never entities) and its own `job_id`, which keys
+//! every effect and the durable outcome in PostgreSQL. Delivery is at least
+//! once, so every handler first looks for a stored outcome.
+
+pub mod outcomes;
+pub mod queue;
+pub mod status;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The kinds of client-visible jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobKind {
+    Reserve,
+    Recharge,
+    Pay,
+}
+
+impl JobKind {
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserve => "RESERVE",
+            Self::Recharge => "RECHARGE",
+            Self::Pay => "PAY",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RESERVE" => Some(Self::Reserve),
+            "RECHARGE" => Some(Self::Recharge),
+            "PAY" => Some(Self::Pay),
+            _ => None,
+        }
+    }
+}
+
+/// Hold `seat_numbers` of `schedule_id` for `user_id`, all or none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveJob {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub schedule_id: i64,
+    pub seat_numbers: Vec<i16>,
+    pub accepted_at: DateTime<Utc>,
+    /// The request that enqueued it, for logs.
+    pub request_id: Option<String>,
+}
+
+/// Expire `reservation_id` if it is still held at its expiry time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireHoldJob {
+    pub reservation_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A job's final result, stored in `job_outcomes` with the job's effect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Succeeded(serde_json::Value),
+    Failed { code: String, message: String },
+}
+
+impl Outcome {
+    /// A business failure: final, never retried.
+    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+        Self::Failed {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}

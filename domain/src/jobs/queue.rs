@@ -1,0 +1,227 @@
+//! The producer side: enqueue jobs into apalis-redis, with idempotency keys.
+//!
+//! A job's id is chosen here and used as the apalis task id. With an
+//! `Idempotency-Key` the id is derived from (user, operation, key), so two
+//! concurrent submissions of one key get one id, apalis ignores the second push
+//! and PostgreSQL's per-job uniqueness makes any redelivery a no-op.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::RedisStorage;
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{ExpireHoldJob, JobKind, ReserveJob, status::StatusStore};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+};
+
+/// Queue names (under `REDIS_PREFIX`, see `crate::queue`).
+pub const RESERVE_QUEUE: &str = "reserve";
+/// Delayed expiry of seat holds.
+pub const EXPIRE_QUEUE: &str = "expire_hold";
+
+/// How long an idempotency key is remembered (the spec asks for at least 24 h).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(25 * 3600);
+
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_8a4b_4f5e_9c2d_7b1a_3e5f_0a11);
+
+/// An accepted submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub job_id: Uuid,
+    /// True when an earlier submission with the same idempotency key is returned.
+    pub replayed: bool,
+}
+
+/// Enqueues jobs and records their QUEUED status.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    redis: ConnectionManager,
+    prefix: String,
+    status: StatusStore,
+    reserve: RedisStorage<ReserveJob>,
+    expire: RedisStorage<ExpireHoldJob>,
+}
+
+/// Checks an `Idempotency-Key` header value: 1–128 visible ASCII characters.
+pub fn validate_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "Idempotency-Key",
+            "must be 1 to 128 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The job id for an idempotent submission.
+pub fn idempotent_job_id(user: Uuid, kind: JobKind, key: &str) -> Uuid {
+    Uuid::new_v5(
+        &KEY_NAMESPACE,
+        format!("{user}|{}|{key}", kind.as_str()).as_bytes(),
+    )
+}
+
+impl JobQueue {
+    /// Producers for every queue of the stack configured by `config`.
+    pub fn new(redis: ConnectionManager, config: &Config) -> Self {
+        let backend = |q| crate::queue::backend_config(config, q);
+        Self {
+            status: StatusStore::new(redis.clone(), &config.redis_prefix),
+            reserve: RedisStorage::new(redis.clone()).with_config(backend(RESERVE_QUEUE)),
+            expire: RedisStorage::new(redis.clone()).with_config(backend(EXPIRE_QUEUE)),
+            prefix: config.redis_prefix.clone(),
+            redis,
+        }
+    }
+
+    /// The status store shared with the api's job endpoint.
+    pub fn status(&self) -> &StatusStore {
+        &self.status
+    }
+
+    /// Accepts a reserve request: Redis only, no PostgreSQL.
+    pub async fn submit_reserve(
+        &self,
+        user_id: Uuid,
+        schedule_id: i64,
+        seat_numbers: &[i16],
+        idempotency_key: Option<&str>,
+        request_id: Option<String>,
+    ) -> Result<Submitted> {
+        let body = format!("{schedule_id}|{seat_numbers:?}");
+        let (job_id, replayed) = self
+            .claim(JobKind::Reserve, user_id, &body, idempotency_key)
+            .await?;
+        if replayed && self.status.exists(job_id).await? {
+            return Ok(Submitted { job_id, replayed });
+        }
+        let accepted_at = Utc::now();
+        let job = ReserveJob {
+            job_id,
+            user_id,
+            schedule_id,
+            seat_numbers: seat_numbers.to_vec(),
+            accepted_at,
+            request_id,
+        };
+        push(&self.reserve, job, job_id, None).await?;
+        self.status
+            .mark_queued(job_id, JobKind::Reserve, user_id, accepted_at)
+            .await?;
+        Ok(Submitted { job_id, replayed })
+    }
+
+    /// Schedules the expiry of a hold at `expires_at` (apalis runs it within ~1 s of that).
+    pub async fn schedule_expiry(
+        &self,
+        reservation_id: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        // Round up: a delayed task may run up to a second early; the handler waits out the rest.
+        let at = u64::try_from(expires_at.timestamp()).unwrap_or_default() + 1;
+        let job = ExpireHoldJob {
+            reservation_id,
+            expires_at,
+        };
+        push(&self.expire, job, reservation_id, Some(at)).await
+    }
+
+    /// Claims the idempotency key (if any) and returns the job id and whether it was already claimed.
+    async fn claim(
+        &self,
+        kind: JobKind,
+        user: Uuid,
+        body: &str,
+        key: Option<&str>,
+    ) -> Result<(Uuid, bool)> {
+        let Some(key) = key else {
+            return Ok((Uuid::now_v7(), false));
+        };
+        validate_idempotency_key(key)?;
+        let job_id = idempotent_job_id(user, kind, key);
+        let digest = Sha256::digest(format!("{}|{body}", kind.as_str()));
+        let fingerprint: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let redis_key = format!("{}:idem:{job_id}", self.prefix);
+        let mut conn = self.redis.clone();
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(&redis_key)
+            .arg(&fingerprint)
+            .arg("NX")
+            .arg("EX")
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_some() {
+            return Ok((job_id, false));
+        }
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(&redis_key)
+            .query_async(&mut conn)
+            .await?;
+        match stored {
+            Some(s) if s == fingerprint => Ok((job_id, true)),
+            Some(_) => Err(Error::IdempotencyKeyReused),
+            // Expired between the two calls: treat as fresh.
+            None => Ok((job_id, false)),
+        }
+    }
+}
+
+async fn push<J, Kind>(
+    storage: &RedisStorage<J>,
+    job: J,
+    id: Uuid,
+    run_at: Option<u64>,
+) -> Result<()>
+where
+    J: Serialize + Send + Sync + Unpin + 'static,
+    RedisStorage<J>: TaskSink<J, Kind>,
+    <RedisStorage<J> as apalis::prelude::Backend>::Error: std::fmt::Display,
+{
+    let mut builder = TaskBuilder::new(job).task_id(TaskId::from_string(id.to_string()));
+    if let Some(at) = run_at {
+        builder = builder.run_at_timestamp(at);
+    }
+    storage
+        .clone()
+        .push_task(builder.build())
+        .await
+        .map_err(|e| Error::Queue(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_gives_one_job_id_per_user_and_operation() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(
+            idempotent_job_id(a, JobKind::Recharge, "k"),
+            idempotent_job_id(a, JobKind::Recharge, "k")
+        );
+        assert_ne!(
+            idempotent_job_id(a, JobKind::Recharge, "k"),
+            idempotent_job_id(b, JobKind::Recharge, "k")
+        );
+        assert_ne!(
+            idempotent_job_id(a, JobKind::Recharge, "k"),
+            idempotent_job_id(a, JobKind::Pay, "k")
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert!(validate_idempotency_key("order-42").is_ok());
+        for bad in ["", "with space", &"x".repeat(129), "tab\t"] {
+            assert!(validate_idempotency_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Job status as clients poll it: a Redis hash per job for the fast path,
+//! PostgreSQL's `job_outcomes` as the durable truth behind it.
+
+use chrono::{DateTime, TimeZone, Utc};
+use entity::job_outcomes;
+use redis::aio::ConnectionManager;
+use sea_orm::{ConnectionTrait, EntityTrait};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{JobKind, Outcome};
+use crate::error::{Error, Result};
+
+/// How long a status hash lives in Redis; PostgreSQL keeps outcomes for good.
+pub const STATUS_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Phase {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    fn parse(s: &str) -> Self {
+        match s {
+            "RUNNING" => Self::Running,
+            "SUCCEEDED" => Self::Succeeded,
+            "FAILED" => Self::Failed,
+            _ => Self::Queued,
+        }
+    }
+
+    /// Succeeded or failed: it will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobStatus {
+    pub job_id: Uuid,
+    pub kind: JobKind,
+    pub phase: Phase,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<(String, String)>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Reads and writes job status hashes under one prefix.
+#[derive(Clone, Debug)]
+pub struct StatusStore {
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+const MARK: &str = r"
+-- KEYS[1] status hash; ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message
+-- A final status is never overwritten; RUNNING never replaces a final one.
+local current = redis.call('HGET', KEYS[1], 'status')
+if current == 'SUCCEEDED' or current == 'FAILED' then return 0 end
+if ARGV[1] == 'QUEUED' and current then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'created', ARGV[6])
+if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'user', ARGV[5]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', ARGV[9]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+impl StatusStore {
+    /// A store for the stack under `prefix`.
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, job_id: Uuid) -> String {
+        format!("{}:job:{job_id}", self.prefix)
+    }
+
+    /// The pub/sub channel on which final job ids are announced.
+    pub fn done_channel(&self) -> String {
+        format!("{}:jobs:done", self.prefix)
+    }
+
+    /// Records `QUEUED` unless the job already has a status (a fast worker wins).
+    pub async fn mark_queued(
+        &self,
+        job_id: Uuid,
+        kind: JobKind,
+        user: Uuid,
+        created: DateTime<Utc>,
+    ) -> Result<()> {
+        self.mark(job_id, kind, "QUEUED", Some(user), created, None)
+            .await
+            .map(drop)
+    }
+
+    /// Records `RUNNING` unless the job is already final.
+    pub async fn mark_running(
+        &self,
+        job_id: Uuid,
+        kind: JobKind,
+        user: Uuid,
+        created: DateTime<Utc>,
+    ) -> Result<()> {
+        self.mark(job_id, kind, "RUNNING", Some(user), created, None)
+            .await
+            .map(drop)
+    }
+
+    /// Records the final outcome and announces it to long-polling clients.
+    pub async fn mark_final(
+        &self,
+        job_id: Uuid,
+        kind: JobKind,
+        created: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let phase = match outcome {
+            Outcome::Succeeded(_) => "SUCCEEDED",
+            Outcome::Failed { .. } => "FAILED",
+        };
+        if self
+            .mark(job_id, kind, phase, None, created, Some(outcome))
+            .await?
+        {
+            redis::cmd("PUBLISH")
+                .arg(self.done_channel())
+                .arg(job_id.to_string())
+                .query_async::<()>(&mut self.redis.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn mark(
+        &self,
+        job_id: Uuid,
+        kind: JobKind,
+        phase: &str,
+        user: Option<Uuid>,
+        created: DateTime<Utc>,
+        outcome: Option<&Outcome>,
+    ) -> Result<bool> {
+        let (result, code, message) = match outcome {
+            Some(Outcome::Succeeded(v)) => (v.to_string(), String::new(), String::new()),
+            Some(Outcome::Failed { code, message }) => {
+                (String::new(), code.clone(), message.clone())
+            }
+            None => (String::new(), String::new(), String::new()),
+        };
+        let changed: i64 = redis::Script::new(MARK)
+            .key(self.key(job_id))
+            .arg(phase)
+            .arg(Utc::now().timestamp_millis())
+            .arg(STATUS_TTL_SECONDS)
+            .arg(kind.as_str())
+            .arg(user.map(|u| u.to_string()).unwrap_or_default())
+            .arg(created.timestamp_millis())
+            .arg(result)
+            .arg(code)
+            .arg(message)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// True when Redis holds any status for the job.
+    pub async fn exists(&self, job_id: Uuid) -> Result<bool> {
+        Ok(redis::cmd("EXISTS")
+            .arg(self.key(job_id))
+            .query_async::<i64>(&mut self.redis.clone())
+            .await?
+            == 1)
+    }
+
+    /// The job's status: Redis first, then the durable outcome; unknown → not found.
+    pub async fn get(&self, db: &impl ConnectionTrait, job_id: Uuid) -> Result<JobStatus> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.key(job_id))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        if let Some(status) = from_fields(job_id, &fields) {
+            if status.phase.is_final() || !status_may_be_stale(&status) {
+                return Ok(status);
+            }
+        }
+        let outcome = job_outcomes::Entity::find_by_id(job_id).one(db).await?;
+        match (outcome, from_fields(job_id, &fields)) {
+            (Some(o), _) => Ok(from_outcome(o)),
+            (None, Some(status)) => Ok(status),
+            (None, None) => Err(Error::not_found("job", job_id)),
+        }
+    }
+}
+
+/// A non-final status older than a minute is double-checked against PostgreSQL
+/// (its final write to Redis may have been lost).
+fn status_may_be_stale(status: &JobStatus) -> bool {
+    Utc::now() - status.updated_at > chrono::Duration::seconds(60)
+}
+
+fn millis(ms: &str) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms.parse().ok()?).single()
+}
+
+fn from_fields(job_id: Uuid, fields: &[(String, String)]) -> Option<JobStatus> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let phase = Phase::parse(get("status")?);
+    Some(JobStatus {
+        job_id,
+        kind: JobKind::parse(get("kind")?)?,
+        phase,
+        result: get("result").and_then(|r| serde_json::from_str(r).ok()),
+        error: get("code").map(|c| (c.to_owned(), get("message").unwrap_or_default().to_owned())),
+        created_at: get("created").and_then(millis)?,
+        updated_at: get("updated").and_then(millis)?,
+    })
+}
+
+fn from_outcome(o: job_outcomes::Model) -> JobStatus {
+    let succeeded = o.status == "SUCCEEDED";
+    JobStatus {
+        job_id: o.job_id,
+        kind: JobKind::parse(&o.kind).unwrap_or(JobKind::Reserve),
+        phase: if succeeded {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        },
+        result: o.result,
+        error: o
+            .error_code
+            .map(|c| (c, o.error_message.unwrap_or_default())),
+        created_at: o.accepted_at,
+        updated_at: o.finished_at,
+    }
+}
