@@ -5,12 +5,16 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod job_watch;
+pub mod jobs;
 pub mod json_body;
 pub mod ops;
 pub mod path_params;
 pub mod problem;
 pub mod queue;
 pub mod request_id;
+pub mod reservations;
+pub mod schedule_cache;
 pub mod state;
 pub mod tags;
 pub mod users;
@@ -31,8 +35,10 @@ pub use state::AppState;
 pub type Apis = (
     users::UsersApi,
     queue::QueueApi,
-    admin::AdminApi,
     catalog::CatalogApi,
+    reservations::ReservationsApi,
+    jobs::JobsApi,
+    admin::AdminApi,
     ops::OpsApi,
 );
 
@@ -42,8 +48,10 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
         (
             users::UsersApi,
             queue::QueueApi,
-            admin::AdminApi,
             catalog::CatalogApi,
+            reservations::ReservationsApi,
+            jobs::JobsApi,
+            admin::AdminApi,
             ops::OpsApi,
         ),
         "Concert reservation API",
@@ -90,11 +98,17 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let db = domain::db::connect_lazy(&config).await?;
     let redis = domain::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
+    let jobs = domain::jobs::queue::JobQueue::new(redis.clone(), &config);
+    let watcher =
+        job_watch::JobWatcher::start(config.redis_url.clone(), jobs.status().done_channel());
     Ok(AppState {
         db,
         redis,
         config: Arc::new(config),
         waiting_room,
+        jobs,
+        watcher,
+        schedules: schedule_cache::ScheduleWindows::default(),
     })
 }
 

@@ -124,6 +124,16 @@ impl From<domain::Error> for Problem {
             E::Invalid { field, message } => {
                 Self::invalid(field.clone(), format!("{field}: {message}"))
             }
+            E::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was already used with a different request",
+            )
+            .with_field("Idempotency-Key"),
+            E::Queue(e) => {
+                tracing::error!(error = %e, "queue push failed");
+                Self::unavailable()
+            }
             E::Database(e) if domain::db::is_unreachable(&e) => {
                 tracing::error!(error = %e, "database unreachable");
                 Self::unavailable()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use domain::{Config, waiting_room::WaitingRoom};
+use domain::{Config, jobs::queue::JobQueue, waiting_room::WaitingRoom};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
@@ -13,4 +13,7 @@ pub struct AppState {
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
     pub waiting_room: WaitingRoom,
+    pub jobs: JobQueue,
+    pub watcher: crate::job_watch::JobWatcher,
+    pub schedules: crate::schedule_cache::ScheduleWindows,
 }

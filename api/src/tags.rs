@@ -13,6 +13,10 @@ pub enum Tag {
     Admin,
     /// Concerts, dates and seats.
     Catalog,
+    /// Holding seats (queued jobs) and reading reservations.
+    Reservations,
+    /// Status of queued jobs, with long-polling.
+    Jobs,
     /// Liveness and readiness.
     Ops,
 }

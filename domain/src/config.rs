@@ -28,6 +28,10 @@ pub struct Config {
     pub worker_poll_interval: Duration,
     pub worker_heartbeat: Duration,
     pub worker_missed_heartbeats: usize,
+    /// How often each worker sweeps for overdue holds whose expiry job was lost.
+    pub worker_sweep_interval: Duration,
+    /// Total deliveries of one job before it is finalized as failed.
+    pub worker_max_attempts: u64,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -100,6 +104,8 @@ impl Config {
             worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
             worker_heartbeat: r.seconds("WORKER_HEARTBEAT_SECONDS", 5)?,
             worker_missed_heartbeats: r.parse_in("WORKER_MISSED_HEARTBEATS", 3, 1..=1_000)?,
+            worker_sweep_interval: r.seconds("WORKER_SWEEP_INTERVAL_SECONDS", 5)?,
+            worker_max_attempts: r.parse_in("WORKER_MAX_ATTEMPTS", 20, 1..=24)?,
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })

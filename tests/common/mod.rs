@@ -12,7 +12,7 @@ use redis::Commands;
 
 use domain::Config;
 use sea_orm::DatabaseConnection;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use db::TestDb;
@@ -33,7 +33,7 @@ pub struct TestApp {
     pub config: Config,
     /// The database this app owns (siblings share their original's).
     pub test_db: Option<TestDb>,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
 }
 
 /// A fan and their queue token.
@@ -48,11 +48,18 @@ pub struct Fan {
 pub struct TestAppBuilder {
     overrides: HashMap<&'static str, String>,
     shared_db: bool,
+    workers: usize,
 }
 
 impl TestAppBuilder {
     pub fn env(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.overrides.insert(key, value.into());
+        self
+    }
+
+    /// Also run `n` in-process job workers (the real `worker::run`).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
         self
     }
 
@@ -88,10 +95,19 @@ impl TestAppBuilder {
         let config = Config::from_map(&vars).expect("test config is valid");
         let (acceptor, addr) = api::bind(&config.api_addr).await.expect("bind");
         let state = api::state_from_config(config.clone()).await.expect("state");
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(api::serve(acceptor, state, async move {
-            let _ = rx.await;
-        }));
+        let (tx, rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(api::serve(acceptor, state, stopped(rx.clone())));
+        for _ in 0..self.workers {
+            let (config, stop) = (config.clone(), stopped(rx.clone()));
+            tokio::spawn(async move {
+                if let Err(error) = worker::run(config, stop).await {
+                    panic!("in-process worker failed: {error:#}");
+                }
+            });
+        }
         // The test's own handle: its database even when the app is pointed at a dead one.
         let own_url = test_db
             .as_ref()
@@ -106,7 +122,7 @@ impl TestAppBuilder {
             db,
             config,
             test_db,
-            shutdown: Some(tx),
+            shutdown: tx,
         }
     }
 }
@@ -211,6 +227,59 @@ impl TestApp {
         }
     }
 
+    /// POSTs a reserve request as `fan`, optionally with an idempotency key.
+    pub async fn reserve(
+        &self,
+        fan: &Fan,
+        schedule_id: i64,
+        seats: &[i64],
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/v1/reservations"))
+            .bearer_auth(&fan.token)
+            .json(&serde_json::json!({ "scheduleId": schedule_id, "seatNumbers": seats }));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// The job id of a 202 answer (checking its shape).
+    pub async fn accepted_job(resp: reqwest::Response) -> String {
+        assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["status"], "QUEUED");
+        assert_eq!(body["statusUrl"], location.as_str());
+        body["jobId"].as_str().unwrap().to_owned()
+    }
+
+    /// Long-polls a job until it is final (bounded), returning its JSON.
+    pub async fn final_job(&self, job_id: &str) -> serde_json::Value {
+        for _ in 0..6 {
+            let job: serde_json::Value = self
+                .get(&format!("/v1/jobs/{job_id}?waitSeconds=10"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if job["status"] == "SUCCEEDED" || job["status"] == "FAILED" {
+                return job;
+            }
+        }
+        panic!("job {job_id} not final within 60 s");
+    }
+
+    /// A scalar from the test's database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        let stmt = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql);
+        let row = self.db.query_one_raw(stmt).await.unwrap().unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
     pub fn redis_prefix(&self) -> &str {
         &self.config.redis_prefix
     }
@@ -218,9 +287,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
         let pattern = format!("{}*", self.config.redis_prefix);
         let _ = std::thread::spawn(move || {
             let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())

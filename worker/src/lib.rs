@@ -1,51 +1,138 @@
-//! The job worker: an apalis Monitor over Redis-backed queues.
-//!
-//! Wiring only — handlers live in `domain`. Job kinds (reserve, expire, recharge,
-//! pay) and the expiry sweep register here as they are built.
+//! The job worker: an apalis Monitor over the Redis-backed queues, plus the
+//! periodic sweep of overdue holds. Wiring only — behaviour lives in `domain`.
 
-use std::future::Future;
+pub mod handlers;
 
-use apalis::prelude::Monitor;
-use domain::Config;
+use std::{future::Future, sync::Arc, time::Duration};
 
-/// Connects, registers every job worker and runs until `shutdown` resolves; then
-/// in-flight jobs get `SHUTDOWN_GRACE_SECONDS` to finish. Jobs still running after
-/// that are recovered by another worker once this one's heartbeat is missed.
+use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::RedisStorage;
+use domain::{
+    Config,
+    jobs::{
+        ExpireHoldJob, ReserveJob,
+        queue::{EXPIRE_QUEUE, JobQueue, RESERVE_QUEUE},
+        status::StatusStore,
+    },
+    queue::{backend_config, worker_name},
+};
+use handlers::JobContext;
+use tokio::sync::watch;
+
+/// Overdue holds expired per sweep transaction.
+const SWEEP_BATCH: u64 = 500;
+
+/// Connects, registers every job worker and runs until `shutdown` resolves;
+/// in-flight jobs then get `SHUTDOWN_GRACE_SECONDS` to finish. Jobs still running
+/// after that are recovered by another worker once this one's heartbeat is missed.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Fail fast at start when a dependency is unreachable; job workers take
-    // these handles as they are registered.
-    let _db = domain::db::connect(&config).await?;
-    let _redis = domain::redis_conn::connect(&config).await?;
+    let db = domain::db::connect(&config).await?;
+    let redis = domain::redis_conn::connect(&config).await?;
+    let ctx = JobContext {
+        status: StatusStore::new(redis.clone(), &config.redis_prefix),
+        queue: JobQueue::new(redis.clone(), &config),
+        db: db.clone(),
+        redis: redis.clone(),
+        config: Arc::new(config.clone()),
+    };
     tracing::info!(
         orphan_window_s = domain::queue::orphan_window(&config).as_secs(),
-        poll_interval_ms =
-            u64::try_from(config.worker_poll_interval.as_millis()).unwrap_or(u64::MAX),
+        concurrency = config.worker_concurrency,
         "worker started"
     );
-    let (monitor, registered) = (monitor(&config), 0_usize);
-    if registered == 0 {
-        // apalis' Monitor returns at once without workers; stay up (and honest in the log)
-        // until job kinds are registered.
-        tracing::warn!("no job kinds are registered yet; waiting for shutdown");
-        shutdown.await;
-        return Ok(());
-    }
-    monitor
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep_loop(db, config.worker_sweep_interval, stop_rx));
+    let monitor = register(monitor(&config), &config, &redis, &ctx);
+    let result = monitor
         .run_with_signal(async move {
             shutdown.await;
             tracing::info!("worker shutting down");
             Ok(())
         })
-        .await?;
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    result?;
     tracing::info!("worker stopped");
     Ok(())
 }
 
+fn register(
+    monitor: Monitor,
+    config: &Config,
+    redis: &redis::aio::ConnectionManager,
+    ctx: &JobContext,
+) -> Monitor {
+    let (poll, concurrency) = (config.worker_poll_interval, config.worker_concurrency);
+    let (reserve_cfg, expire_cfg) = (
+        backend_config(config, RESERVE_QUEUE),
+        backend_config(config, EXPIRE_QUEUE),
+    );
+    let (r1, r2, c1, c2) = (redis.clone(), redis.clone(), ctx.clone(), ctx.clone());
+    monitor
+        .register(move |_| {
+            WorkerBuilder::new(worker_name(RESERVE_QUEUE))
+                .backend(
+                    RedisStorage::<ReserveJob>::new(r1.clone())
+                        .with_config(reserve_cfg.clone())
+                        .poll_with_interval(poll),
+                )
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(c1.clone())
+                .build(handlers::reserve)
+        })
+        .register(move |_| {
+            WorkerBuilder::new(worker_name(EXPIRE_QUEUE))
+                .backend(
+                    RedisStorage::<ExpireHoldJob>::new(r2.clone())
+                        .with_config(expire_cfg.clone())
+                        .poll_with_interval(poll),
+                )
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(c2.clone())
+                .build(handlers::expire_hold)
+        })
+}
+
+/// Every `interval`, expire overdue holds whose expiry job was lost or is late.
+/// Safe in every worker process at once (`FOR UPDATE SKIP LOCKED`).
+async fn sweep_loop(
+    db: sea_orm::DatabaseConnection,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // A full batch means there may be more: keep going until a batch comes back short.
+        loop {
+            match domain::booking::sweep_expired(&db, SWEEP_BATCH).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(expired = n, "sweep expired overdue holds");
+                    if n < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "sweep failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// A Monitor that logs worker events, restarts a worker that stopped on an error
-/// (a Redis timeout must not kill consumption for good, apalis-redis #76) and
+/// (a Redis timeout must not end consumption for good, apalis-redis #76) and
 /// bounds the shutdown drain.
 fn monitor(config: &Config) -> Monitor {
     Monitor::new()

@@ -190,10 +190,10 @@ impl StatusStore {
             .arg(self.key(job_id))
             .query_async(&mut self.redis.clone())
             .await?;
-        if let Some(status) = from_fields(job_id, &fields) {
-            if status.phase.is_final() || !status_may_be_stale(&status) {
-                return Ok(status);
-            }
+        if let Some(status) = from_fields(job_id, &fields)
+            && (status.phase.is_final() || !status_may_be_stale(&status))
+        {
+            return Ok(status);
         }
         let outcome = job_outcomes::Entity::find_by_id(job_id).one(db).await?;
         match (outcome, from_fields(job_id, &fields)) {

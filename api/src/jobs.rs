@@ -1,0 +1,115 @@
+//! Job status, with optional long-polling.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::jobs::{JobKind, status::Phase};
+use poem::web::Data;
+use poem_openapi::{Enum, Object, OpenApi, param::Path, param::Query, payload::Json};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::{problem::Problem, state::AppState, tags::Tag};
+
+/// Longest allowed `waitSeconds`.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+/// Safety net while long-polling: re-read the status at least this often.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Job kinds.
+#[derive(Debug, Enum, PartialEq, Eq)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Kind {
+    Reserve,
+    Recharge,
+    Pay,
+}
+
+/// Job phases.
+#[derive(Debug, Enum, PartialEq, Eq)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Why a job failed.
+#[derive(Debug, Object)]
+pub struct JobError {
+    /// Stable code, e.g. `SEAT_UNAVAILABLE`.
+    pub code: String,
+    pub message: String,
+}
+
+/// A job and, once final, its result or error.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Job {
+    pub job_id: Uuid,
+    pub kind: Kind,
+    pub status: Status,
+    /// The kind's result when `SUCCEEDED` (reserve: reservationId, scheduleId, seatNumbers, totalPrice, expiresAt).
+    pub result: Option<serde_json::Value>,
+    pub error: Option<JobError>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<domain::jobs::status::JobStatus> for Job {
+    fn from(s: domain::jobs::status::JobStatus) -> Self {
+        Self {
+            job_id: s.job_id,
+            kind: match s.kind {
+                JobKind::Reserve => Kind::Reserve,
+                JobKind::Recharge => Kind::Recharge,
+                JobKind::Pay => Kind::Pay,
+            },
+            status: match s.phase {
+                Phase::Queued => Status::Queued,
+                Phase::Running => Status::Running,
+                Phase::Succeeded => Status::Succeeded,
+                Phase::Failed => Status::Failed,
+            },
+            result: s.result,
+            error: s.error.map(|(code, message)| JobError { code, message }),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Job endpoints.
+#[derive(Debug)]
+pub struct JobsApi;
+
+#[OpenApi(tag = "Tag::Jobs")]
+impl JobsApi {
+    /// A job's status. With `waitSeconds` (0–30) the answer waits until the job
+    /// is final or the time is up, so clients need not poll in a loop.
+    #[oai(path = "/v1/jobs/:jobId", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "jobId")] job_id: Path<Uuid>,
+        #[oai(name = "waitSeconds", validator(maximum(value = "30")))] wait_seconds: Query<
+            Option<u64>,
+        >,
+    ) -> Result<Json<Job>, Problem> {
+        let (id, store) = (job_id.0, state.jobs.status());
+        let deadline =
+            Instant::now() + Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
+        loop {
+            // Register before reading, so an announcement between the two is not missed.
+            let announced = state.watcher.watch(id);
+            let status = store.get(&state.db, id).await?;
+            let now = Instant::now();
+            if status.phase.is_final() || now >= deadline {
+                state.watcher.forget_closed(id);
+                return Ok(Json(status.into()));
+            }
+            let _ = tokio::time::timeout(RECHECK.min(deadline - now), announced).await;
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! The reservation pipeline end to end: api → apalis-redis → worker → PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Fan, TestApp, problem};
+use futures::future::join_all;
+use serde_json::Value;
+
+async fn first_schedule(app: &TestApp) -> i64 {
+    app.open_concert(1, 10_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn fans(app: &TestApp, n: usize) -> Vec<Fan> {
+    join_all((0..n).map(|_| app.active_fan())).await
+}
+
+/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
+async fn eventually<T, Fut: Future<Output = Option<T>>>(
+    limit: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn seat_status(app: &TestApp, fan: &Fan, schedule: i64, number: usize) -> String {
+    let seats: Value = app
+        .get_as(&fan.token, &format!("/v1/schedules/{schedule}/seats"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    seats["items"][number - 1]["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Seats that are in more than one live reservation, or held/sold by a reservation that does not list them.
+async fn inconsistencies(app: &TestApp) -> i64 {
+    app.scalar(
+        "SELECT (SELECT count(*) FROM (SELECT seat_id FROM reservation_seats
+                   WHERE reservation_status IN ('HELD','CONFIRMED') GROUP BY seat_id HAVING count(*) > 1) d)
+              + (SELECT count(*) FROM seats s WHERE s.status <> 'AVAILABLE' AND NOT EXISTS (
+                   SELECT 1 FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
+                   WHERE rs.seat_id = s.id AND r.id = s.reservation_id AND r.status IN ('HELD','CONFIRMED')))",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_is_accepted_at_once_and_its_job_holds_the_seats() {
+    let app = TestApp::builder().workers(1).spawn().await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let job_id = TestApp::accepted_job(app.reserve(&fan, schedule, &[7, 3], None).await).await;
+    let job = app.final_job(&job_id).await;
+    assert_eq!(
+        (job["status"].as_str(), job["kind"].as_str()),
+        (Some("SUCCEEDED"), Some("RESERVE")),
+        "{job}"
+    );
+    let hold = &job["result"];
+    assert_eq!(hold["seatNumbers"], serde_json::json!([3, 7]));
+    assert_eq!(hold["totalPrice"], 20_000);
+    assert_eq!(seat_status(&app, &fan, schedule, 3).await, "HELD");
+    let rid = hold["reservationId"].as_str().unwrap();
+    let mine: Value = app
+        .get_as(&fan.token, &format!("/v1/reservations/{rid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (mine["status"].as_str(), mine["seatNumbers"].clone()),
+        (Some("HELD"), serde_json::json!([3, 7]))
+    );
+    let stranger = app.active_fan().await;
+    problem(
+        app.get_as(&stranger.token, &format!("/v1/reservations/{rid}"))
+            .await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_reserves_of_one_seat_make_exactly_one_hold() {
+    let app = TestApp::builder()
+        .workers(2)
+        .env("DATABASE_MAX_CONNECTIONS", "16")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fans = fans(&app, 100).await;
+    let requests = (0..1000).map(|i| {
+        let (app, fan) = (&app, &fans[i % fans.len()]);
+        async move { TestApp::accepted_job(app.reserve(fan, schedule, &[25], None).await).await }
+    });
+    let job_ids = join_all(requests).await;
+    let jobs = join_all(job_ids.iter().map(|id| app.final_job(id))).await;
+    let won = jobs.iter().filter(|j| j["status"] == "SUCCEEDED").count();
+    let lost = jobs
+        .iter()
+        .filter(|j| j["status"] == "FAILED" && j["error"]["code"] == "SEAT_UNAVAILABLE")
+        .count();
+    assert_eq!((won, lost), (1, 999));
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservations WHERE status = 'HELD'")
+            .await,
+        1
+    );
+    assert_eq!(app.scalar("SELECT count(*) FROM job_outcomes").await, 1000);
+    assert_eq!(inconsistencies(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_multi_seat_requests_never_hold_partially_or_twice() {
+    let app = TestApp::builder().workers(2).spawn().await;
+    let schedule = first_schedule(&app).await;
+    let fans = fans(&app, 6).await;
+    for round in 0..12_i64 {
+        let a = round * 4 + 1;
+        let wanted = [[a, a + 1], [a + 1, a + 2], [a + 2, a + 3]];
+        let requests = (0..6).map(|i| {
+            let (app, fan, seats) = (&app, &fans[i], wanted[i % 3]);
+            async move {
+                (
+                    seats,
+                    TestApp::accepted_job(app.reserve(fan, schedule, &seats, None).await).await,
+                )
+            }
+        });
+        let submitted = join_all(requests).await;
+        let mut held: Vec<i64> = Vec::new();
+        for (seats, job_id) in submitted {
+            let job = app.final_job(&job_id).await;
+            if job["status"] == "SUCCEEDED" {
+                let got: Vec<i64> = job["result"]["seatNumbers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect();
+                assert_eq!(
+                    got,
+                    seats.to_vec(),
+                    "a hold has exactly the requested seats"
+                );
+                assert!(
+                    got.iter().all(|s| !held.contains(s)),
+                    "round {round}: seat held twice"
+                );
+                held.extend(got);
+            } else {
+                assert_eq!(job["error"]["code"], "SEAT_UNAVAILABLE", "{job}");
+            }
+        }
+        assert!(!held.is_empty(), "round {round}: someone must win");
+    }
+    assert_eq!(inconsistencies(&app).await, 0);
+    let held_seats = app
+        .scalar(&format!(
+            "SELECT count(*) FROM seats WHERE schedule_id = {schedule} AND status = 'HELD'"
+        ))
+        .await;
+    let listed = app
+        .scalar("SELECT count(*) FROM reservation_seats WHERE reservation_status = 'HELD'")
+        .await;
+    assert_eq!(
+        held_seats, listed,
+        "every held seat belongs to exactly one hold and vice versa"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
+    let app = TestApp::builder()
+        .workers(1)
+        .env("HOLD_TTL_SECONDS", "2")
+        .env("WORKER_SWEEP_INTERVAL_SECONDS", "3600")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let job = app
+        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await)
+        .await;
+    let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
+    // The delayed ExpireHold job (not the sweep, which is off) expires it in PostgreSQL.
+    eventually(Duration::from_secs(15), || async {
+        let n = app
+            .scalar(&format!(
+                "SELECT count(*) FROM reservations WHERE id = '{rid}' AND status = 'EXPIRED'"
+            ))
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert_eq!(seat_status(&app, &fan, schedule, 10).await, "AVAILABLE");
+    let again = app
+        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await)
+        .await;
+    assert_eq!(again["status"], "SUCCEEDED", "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_hold_is_untouched_by_its_expiry_job() {
+    let app = TestApp::builder()
+        .workers(1)
+        .env("HOLD_TTL_SECONDS", "2")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let job = app
+        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[11], None).await).await)
+        .await;
+    let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
+    // Paid before expiry (payment itself arrives with the wallet issue): confirmed and sold.
+    use sea_orm::ConnectionTrait;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE reservations SET status = 'CONFIRMED', version = version + 1 WHERE id = '{rid}';
+             UPDATE seats SET status = 'SOLD', hold_expires_at = NULL, version = version + 1 WHERE reservation_id = '{rid}';"
+        ))
+        .await
+        .unwrap();
+    // Wait until the expiry job has been processed by the worker.
+    let done = format!("{}_expire_hold:done", app.redis_prefix());
+    let redis = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(15), || {
+        let (done, rid, mut redis) = (done.clone(), rid.clone(), redis.clone());
+        async move {
+            let member: bool = redis::cmd("SISMEMBER")
+                .arg(done)
+                .arg(rid)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            member.then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM reservations WHERE id = '{rid}' AND status = 'CONFIRMED'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(seat_status(&app, &fan, schedule, 11).await, "SOLD");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
+    let app = TestApp::builder()
+        .workers(1)
+        .env("HOLD_TTL_SECONDS", "2")
+        .env("WORKER_SWEEP_INTERVAL_SECONDS", "1")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let job = app
+        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[12], None).await).await)
+        .await;
+    let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
+    // Delete the delayed job from Redis: it can no longer run.
+    let queue = format!("{}_expire_hold", app.redis_prefix());
+    let mut redis = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let removed: i64 = redis::cmd("ZREM")
+        .arg(format!("{queue}:scheduled"))
+        .arg(&rid)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "the delayed expiry job was scheduled");
+    let _: i64 = redis::cmd("HDEL")
+        .arg(format!("{queue}:data"))
+        .arg(&rid)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(15), || async {
+        let n = app
+            .scalar(&format!(
+                "SELECT count(*) FROM reservations WHERE id = '{rid}' AND status = 'EXPIRED'"
+            ))
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert_eq!(seat_status(&app, &fan, schedule, 12).await, "AVAILABLE");
+    let ran: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{queue}:done"))
+        .arg(&rid)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!ran, "the deleted job did not run: the sweep did it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_returns_the_same_job_and_one_effect_and_another_body_is_422() {
+    let app = TestApp::builder().workers(1).spawn().await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let ids = join_all((0..10).map(|_| async {
+        TestApp::accepted_job(app.reserve(&fan, schedule, &[30], Some("click-1")).await).await
+    }))
+    .await;
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    assert_eq!(app.final_job(&ids[0]).await["status"], "SUCCEEDED");
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 1);
+    let p = problem(
+        app.reserve(&fan, schedule, &[31], Some("click-1")).await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        (p["code"].as_str(), p["field"].as_str()),
+        (Some("IDEMPOTENCY_KEY_REUSED"), Some("Idempotency-Key"))
+    );
+    // The same key from another user is another job.
+    let other = app.active_fan().await;
+    let theirs =
+        TestApp::accepted_job(app.reserve(&other, schedule, &[32], Some("click-1")).await).await;
+    assert_ne!(theirs, ids[0]);
+    let p = problem(
+        app.reserve(&fan, schedule, &[33], Some("bad key")).await,
+        400,
+    )
+    .await;
+    assert_eq!(p["field"], "Idempotency-Key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_queued_until_a_worker_runs_it_and_a_long_poll_returns_when_it_is_final() {
+    // An api without workers: the job stays QUEUED.
+    let app = TestApp::spawn().await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    let job_id = TestApp::accepted_job(app.reserve(&fan, schedule, &[40], None).await).await;
+    let queued: Value = app
+        .get(&format!("/v1/jobs/{job_id}?waitSeconds=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queued["status"], "QUEUED");
+    // Start waiting (up to 30 s), then start a worker: the answer is the final status, not a timeout.
+    let waiting = app
+        .http
+        .get(app.url(&format!("/v1/jobs/{job_id}?waitSeconds=30")))
+        .send();
+    let worker = TestApp::builder().sibling_of(&app).workers(1).spawn();
+    let (resp, _worker) = tokio::join!(waiting, worker);
+    let job: Value = resp.unwrap().json().await.unwrap();
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+}
+
+#[tokio::test]
+async fn job_status_errors_are_problems() {
+    let app = TestApp::spawn().await;
+    problem(
+        app.get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())).await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        problem(app.get("/v1/jobs/not-a-uuid").await, 400).await["field"],
+        "jobId"
+    );
+    let p = problem(
+        app.get(&format!("/v1/jobs/{}?waitSeconds=31", uuid::Uuid::new_v4()))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(p["field"], "waitSeconds");
+}
+
+#[tokio::test]
+async fn bad_reserve_requests_are_refused_before_anything_is_queued() {
+    let app = TestApp::builder()
+        .env("QUEUE_MAX_ACTIVE", "1")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fan = app.active_fan().await;
+    for (seats, field) in [
+        (serde_json::json!([]), "seatNumbers"),
+        (serde_json::json!([1, 2, 3, 4, 5]), "seatNumbers"),
+        (serde_json::json!([0]), "seatNumbers[0]"),
+        (serde_json::json!([1, 51]), "seatNumbers[1]"),
+        (serde_json::json!([5, 5]), "seatNumbers[1]"),
+        (serde_json::json!(["x"]), "seatNumbers[0]"),
+    ] {
+        let resp = app
+            .http
+            .post(app.url("/v1/reservations"))
+            .bearer_auth(&fan.token)
+            .json(&serde_json::json!({ "scheduleId": schedule, "seatNumbers": seats }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp, 400).await["field"], field, "{seats}");
+    }
+    assert_eq!(
+        problem(app.reserve(&fan, 999_999, &[1], None).await, 404).await["field"],
+        "scheduleId"
+    );
+    let now = chrono::Utc::now();
+    let later = app
+        .create_concert(&serde_json::json!({"title": "later", "schedules": [{
+            "startsAt": now + chrono::Duration::days(9), "bookingOpensAt": now + chrono::Duration::days(1),
+            "bookingClosesAt": now + chrono::Duration::days(8), "seatPrice": 1000}]}))
+        .await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        problem(app.reserve(&fan, later, &[1], None).await, 409).await["code"],
+        "BOOKING_CLOSED"
+    );
+    // The guard: no token 401, a waiting token 403.
+    let resp = app
+        .http
+        .post(app.url("/v1/reservations"))
+        .json(&serde_json::json!({"scheduleId": schedule, "seatNumbers": [1]}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 401).await;
+    let waiting_user = app.sign_up("late").await;
+    let waiting: Value = app.issue_token(&waiting_user).await.json().await.unwrap();
+    let late = Fan {
+        user_id: waiting_user,
+        token: waiting["token"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(
+        problem(app.reserve(&late, schedule, &[1], None).await, 403).await["code"],
+        "QUEUE_WAITING"
+    );
+    let queued: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}_reserve:data", app.redis_prefix()))
+        .query_async(
+            &mut redis::Client::open(common::redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "nothing was enqueued");
+}

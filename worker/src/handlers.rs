@@ -1,0 +1,137 @@
+//! Job handlers: thin wrappers that run a domain operation, record the
+//! outcome, and decide what apalis should retry.
+//!
+//! Business failures are outcomes (`Ok`), never retries. Infrastructure errors
+//! are returned so the Redis backend reschedules the task with backoff; a
+//! per-job delivery counter in Redis caps the total (apalis' own attempt count
+//! restarts when an orphaned task is re-enqueued) and then finalizes the job as
+//! failed, so no accepted job is left without a final status.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BoxDynError, Data};
+use chrono::Utc;
+use domain::{
+    Config,
+    jobs::{
+        ExpireHoldJob, JobKind, Outcome, ReserveJob, outcomes, queue::JobQueue, status::StatusStore,
+    },
+};
+use redis::aio::ConnectionManager;
+use sea_orm::DatabaseConnection;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// What every handler needs; cloned into each worker.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub redis: ConnectionManager,
+    pub config: Arc<Config>,
+    pub status: StatusStore,
+    pub queue: JobQueue,
+}
+
+impl JobContext {
+    /// Counts this delivery; true when the job has had its last allowed one.
+    async fn exhausted(&self, job_id: Uuid) -> Result<bool, BoxDynError> {
+        let key = format!("{}:job:{job_id}:deliveries", self.config.redis_prefix);
+        let mut conn = self.redis.clone();
+        let (n, _): (u64, ()) = redis::pipe()
+            .incr(&key, 1)
+            .expire(&key, 86_400)
+            .query_async(&mut conn)
+            .await?;
+        Ok(n > self.config.worker_max_attempts)
+    }
+}
+
+/// Runs a reserve job.
+pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job.reserve", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
+    async move {
+        let (id, kind, user, accepted) =
+            (job.job_id, JobKind::Reserve, job.user_id, job.accepted_at);
+        if let Err(error) = ctx.status.mark_running(id, kind, user, accepted).await {
+            tracing::warn!(%error, "could not record RUNNING");
+        }
+        let outcome = if ctx.exhausted(id).await? {
+            give_up(&ctx, id, kind, user, accepted).await?
+        } else {
+            match domain::booking::reserve(&ctx.db, &job, ctx.config.hold_ttl).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::warn!(%error, "reserve failed; the queue will retry");
+                    return Err(error.into());
+                }
+            }
+        };
+        if let Outcome::Succeeded(hold) = &outcome {
+            schedule_expiry(&ctx.queue, hold).await;
+        }
+        ctx.status.mark_final(id, kind, accepted, &outcome).await?;
+        tracing::info!(outcome = outcome_code(&outcome), "reserve done");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Pushes the delayed expiry (idempotent: the task id is the reservation id).
+/// A failure is logged, not retried: the sweep expires holds whose job is missing.
+async fn schedule_expiry(queue: &JobQueue, hold: &serde_json::Value) {
+    let id = hold["reservationId"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let at = hold["expiresAt"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    if let (Some(id), Some(at)) = (id, at)
+        && let Err(error) = queue.schedule_expiry(id, at.with_timezone(&Utc)).await
+    {
+        tracing::warn!(%error, reservation.id = %id, "could not schedule the hold's expiry; the sweep will");
+    }
+}
+
+/// Expires a hold at its time (a no-op for paid or already expired ones).
+pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job.expire_hold", reservation.id = %job.reservation_id);
+    async move {
+        // Delayed tasks run on whole seconds and may start a little early.
+        let early = (job.expires_at - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(early.min(Duration::from_secs(5)) + Duration::from_millis(5)).await;
+        let expired =
+            domain::booking::expire_reservation(&ctx.db, job.reservation_id, Utc::now()).await?;
+        tracing::info!(expired, "hold expiry checked");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Finalizes a job that kept failing on infrastructure errors.
+async fn give_up(
+    ctx: &JobContext,
+    id: Uuid,
+    kind: JobKind,
+    user: Uuid,
+    accepted: chrono::DateTime<Utc>,
+) -> Result<Outcome, BoxDynError> {
+    if let Some(done) = outcomes::find(&ctx.db, id).await? {
+        return Ok(done);
+    }
+    let outcome = Outcome::failed(
+        "ATTEMPTS_EXHAUSTED",
+        "the job failed repeatedly on internal errors; nothing was changed",
+    );
+    outcomes::insert(&ctx.db, id, kind, user, accepted, &outcome).await?;
+    tracing::error!("job finalized as failed after its last attempt");
+    Ok(outcome)
+}
+
+fn outcome_code(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Succeeded(_) => "SUCCEEDED",
+        Outcome::Failed { code, .. } => code,
+    }
+}
