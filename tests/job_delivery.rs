@@ -1,0 +1,257 @@
+//! At-least-once delivery: running a job twice, racing itself, or losing its
+//! worker to SIGKILL still gives exactly one effect and one final status.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use common::TestApp;
+use domain::jobs::{
+    JobKind, Outcome, ReserveJob,
+    status::{Phase, StatusStore},
+};
+use futures::future::join_all;
+use uuid::Uuid;
+
+async fn schedule_and_user(app: &TestApp) -> (i64, Uuid) {
+    let schedule = app.open_concert(1, 5_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    let user = Uuid::parse_str(&app.sign_up("fan").await).unwrap();
+    (schedule, user)
+}
+
+fn job(user_id: Uuid, schedule_id: i64, seats: &[i16]) -> ReserveJob {
+    ReserveJob {
+        job_id: Uuid::now_v7(),
+        user_id,
+        schedule_id,
+        seat_numbers: seats.to_vec(),
+        accepted_at: Utc::now(),
+        request_id: None,
+    }
+}
+
+const TTL: Duration = Duration::from_secs(300);
+
+#[tokio::test]
+async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
+    let app = TestApp::spawn().await;
+    let (schedule, user) = schedule_and_user(&app).await;
+    let db = domain::db::connect_url(&app.config.database_url, 4, false)
+        .await
+        .unwrap();
+    let first_job = job(user, schedule, &[1, 2]);
+    let first = domain::booking::reserve(&db, &first_job, TTL)
+        .await
+        .unwrap();
+    let again = domain::booking::reserve(&db, &first_job, TTL)
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Succeeded(_)));
+    assert_eq!(first, again);
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 1);
+    // A failed outcome is replayed too, even after the seats free up.
+    let loser = job(user, schedule, &[2, 3]);
+    let failed = domain::booking::reserve(&db, &loser, TTL).await.unwrap();
+    assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "SEAT_UNAVAILABLE"));
+    use sea_orm::ConnectionTrait;
+    app.db
+        .execute_unprepared("UPDATE reservations SET expires_at = now() - interval '1 second'")
+        .await
+        .unwrap();
+    assert_eq!(
+        domain::booking::reserve(&db, &loser, TTL).await.unwrap(),
+        failed
+    );
+    assert_eq!(app.scalar("SELECT count(*) FROM job_outcomes").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliveries_of_one_job_racing_each_other_have_one_effect() {
+    let app = TestApp::spawn().await;
+    let (schedule, user) = schedule_and_user(&app).await;
+    let db = domain::db::connect_url(&app.config.database_url, 8, false)
+        .await
+        .unwrap();
+    for round in 0..10_i16 {
+        let j = job(user, schedule, &[round * 2 + 1, round * 2 + 2]);
+        let outcomes = join_all((0..4).map(|_| domain::booking::reserve(&db, &j, TTL))).await;
+        let outcomes: Vec<Outcome> = outcomes.into_iter().map(Result::unwrap).collect();
+        assert!(
+            outcomes.iter().all(|o| o == &outcomes[0]),
+            "round {round}: {outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[0], Outcome::Succeeded(_)),
+            "round {round}: {:?}",
+            outcomes[0]
+        );
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 10);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'HELD'")
+            .await,
+        20
+    );
+}
+
+#[tokio::test]
+async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
+    let app = TestApp::spawn().await;
+    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let store = StatusStore::new(redis.clone(), app.redis_prefix());
+    let (id, user, at) = (Uuid::now_v7(), Uuid::now_v7(), Utc::now());
+    let phase = |s: &StatusStore| {
+        let s = s.clone();
+        let db = app.db.clone();
+        async move { s.get(&db, id).await.unwrap().phase }
+    };
+    store
+        .mark_queued(id, JobKind::Reserve, user, at)
+        .await
+        .unwrap();
+    assert_eq!(phase(&store).await, Phase::Queued);
+    store
+        .mark_running(id, JobKind::Reserve, user, at)
+        .await
+        .unwrap();
+    assert_eq!(phase(&store).await, Phase::Running);
+    store
+        .mark_queued(id, JobKind::Reserve, user, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        phase(&store).await,
+        Phase::Running,
+        "a late QUEUED write never moves a job back"
+    );
+    let outcome = Outcome::Succeeded(serde_json::json!({"ok": true}));
+    store
+        .mark_final(id, JobKind::Reserve, at, &outcome)
+        .await
+        .unwrap();
+    store
+        .mark_running(id, JobKind::Reserve, user, at)
+        .await
+        .unwrap();
+    let status = store.get(&app.db, id).await.unwrap();
+    assert_eq!(
+        (status.phase, status.result),
+        (Phase::Succeeded, Some(serde_json::json!({"ok": true})))
+    );
+    // Redis lost the hash: PostgreSQL's outcome answers.
+    let other = Uuid::now_v7();
+    let signed_up = Uuid::parse_str(&app.sign_up("x").await).unwrap();
+    domain::jobs::outcomes::insert(
+        &app.db,
+        other,
+        JobKind::Reserve,
+        signed_up,
+        at,
+        &Outcome::failed("SEAT_UNAVAILABLE", "taken"),
+    )
+    .await
+    .unwrap();
+    let status = store.get(&app.db, other).await.unwrap();
+    assert_eq!(
+        (status.phase, status.error.map(|e| e.0)),
+        (Phase::Failed, Some("SEAT_UNAVAILABLE".to_owned()))
+    );
+}
+
+fn worker_process(app: &TestApp, concurrency: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_concert"))
+        .arg("worker")
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("REDIS_URL", common::redis_url())
+        .env("REDIS_PREFIX", app.redis_prefix())
+        .env("WORKER_CONCURRENCY", concurrency)
+        .env("WORKER_HEARTBEAT_SECONDS", "1")
+        .env("WORKER_MISSED_HEARTBEATS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect() {
+    let app = TestApp::spawn().await; // api only; workers are real processes below
+    let concert = app.open_concert(12, 1_000).await;
+    let schedules: Vec<i64> = concert["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scheduleId"].as_i64().unwrap())
+        .collect();
+    let fans: Vec<common::Fan> = join_all((0..20).map(|_| app.active_fan())).await;
+    let requests = schedules
+        .iter()
+        .flat_map(|s| (1..=50).map(move |n| (*s, n)))
+        .enumerate()
+        .map(|(i, (s, n))| {
+            let (app, fan) = (&app, &fans[i % fans.len()]);
+            async move { TestApp::accepted_job(app.reserve(fan, s, &[n], None).await).await }
+        });
+    let job_ids = join_all(requests).await;
+    let total = job_ids.len();
+    let finished = || async { app.scalar("SELECT count(*) FROM job_outcomes").await };
+
+    let mut doomed = worker_process(&app, "8");
+    let started = Instant::now();
+    while finished().await < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first worker made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    doomed.kill().unwrap(); // SIGKILL: no shutdown, in-flight jobs abandoned
+    doomed.wait().unwrap();
+    let at_kill = finished().await;
+    assert!(
+        at_kill < i64::try_from(total).unwrap(),
+        "the kill came before the end"
+    );
+    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let store = StatusStore::new(redis, app.redis_prefix());
+    let mut running = 0;
+    for id in &job_ids {
+        let status = store
+            .get(&app.db, Uuid::parse_str(id).unwrap())
+            .await
+            .unwrap();
+        running += usize::from(status.phase == Phase::Running);
+    }
+    // With 8 jobs in flight and hundreds queued, the kill lands mid-job.
+    assert!(
+        running > 0,
+        "no job was mid-flight at the kill ({at_kill} of {total} final)"
+    );
+
+    let mut survivor = worker_process(&app, "32");
+    let jobs = join_all(job_ids.iter().map(|id| app.final_job(id))).await;
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+    let succeeded = jobs.iter().filter(|j| j["status"] == "SUCCEEDED").count();
+    assert_eq!(
+        succeeded, total,
+        "every seat was free, so every job holds its seat exactly once"
+    );
+    let total = i64::try_from(total).unwrap();
+    assert_eq!(app.scalar("SELECT count(*) FROM job_outcomes").await, total);
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, total);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'HELD'")
+            .await,
+        total
+    );
+}
