@@ -255,3 +255,67 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
         total
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vacuum_removes_only_old_finished_tasks() {
+    let app = TestApp::builder().workers(1).spawn().await;
+    let schedule = app.open_concert(1, 1_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    let fan = app.active_fan().await;
+    let id = TestApp::accepted_job(app.reserve(&fan, schedule, &[1], None).await).await;
+    assert_eq!(app.final_job(&id).await["status"], "SUCCEEDED");
+    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let data = format!("{}_reserve:data", app.redis_prefix());
+    let present = || {
+        let (mut conn, data, id) = (redis.clone(), data.clone(), id.clone());
+        async move {
+            redis::cmd("HEXISTS")
+                .arg(data)
+                .arg(id)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    // apalis acknowledges after the handler returns: wait for the task to be marked Done.
+    let meta = format!("{}_reserve:meta:{id}", app.redis_prefix());
+    let started = Instant::now();
+    loop {
+        let status: Option<String> = redis::cmd("HGET")
+            .arg(&meta)
+            .arg("status")
+            .query_async(&mut redis.clone())
+            .await
+            .unwrap();
+        if status.as_deref() == Some("Done") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "task never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let young =
+        domain::queue::vacuum_done(&redis, &app.config, "reserve", Duration::from_secs(3600))
+            .await
+            .unwrap();
+    assert_eq!((young, present().await), (0, true), "a recent task is kept");
+    // With age 0 the task goes once its (whole-second) done time has passed.
+    let started = Instant::now();
+    loop {
+        let n = domain::queue::vacuum_done(&redis, &app.config, "reserve", Duration::ZERO)
+            .await
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "old task never vacuumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!present().await);
+}

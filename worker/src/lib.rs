@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 /// Overdue holds expired per sweep transaction.
 const SWEEP_BATCH: u64 = 500;
+/// How often finished tasks are vacuumed from apalis-redis, and their minimum age.
+const VACUUM_EVERY: Duration = Duration::from_secs(300);
+const VACUUM_AGE: Duration = Duration::from_secs(3600);
 
 /// Connects, registers every job worker and runs until `shutdown` resolves;
 /// in-flight jobs then get `SHUTDOWN_GRACE_SECONDS` to finish. Jobs still running
@@ -44,7 +47,12 @@ pub async fn run(
         "worker started"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_loop(db, config.worker_sweep_interval, stop_rx));
+    let sweeper = tokio::spawn(sweep_loop(
+        db,
+        config.worker_sweep_interval,
+        stop_rx.clone(),
+    ));
+    let vacuum = tokio::spawn(vacuum_loop(redis.clone(), config.clone(), stop_rx));
     let monitor = register(monitor(&config), &config, &redis, &ctx);
     let result = monitor
         .run_with_signal(async move {
@@ -54,7 +62,7 @@ pub async fn run(
         })
         .await;
     let _ = stop_tx.send(true);
-    let _ = sweeper.await;
+    let _ = tokio::join!(sweeper, vacuum);
     result?;
     tracing::info!("worker stopped");
     Ok(())
@@ -126,6 +134,28 @@ async fn sweep_loop(
                     tracing::warn!(%error, "sweep failed; will retry");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Every `VACUUM_EVERY` (first run after one period, never at start-up), delete
+/// finished tasks older than `VACUUM_AGE` from every queue.
+async fn vacuum_loop(
+    redis: redis::aio::ConnectionManager,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(VACUUM_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        for queue in [RESERVE_QUEUE, EXPIRE_QUEUE] {
+            match domain::queue::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
+                Ok(n) if n > 0 => tracing::info!(queue, deleted = n, "vacuumed finished tasks"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(queue, %error, "vacuum failed; will retry"),
             }
         }
     }
