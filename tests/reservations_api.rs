@@ -220,58 +220,6 @@ async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paid_hold_is_untouched_by_its_expiry_job() {
-    let app = TestApp::builder()
-        .workers(1)
-        .env("HOLD_TTL_SECONDS", "2")
-        .spawn()
-        .await;
-    let schedule = first_schedule(&app).await;
-    let fan = app.active_fan().await;
-    let job = app
-        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[11], None).await).await)
-        .await;
-    let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
-    // Paid before expiry (payment itself arrives with the wallet issue): confirmed and sold.
-    use sea_orm::ConnectionTrait;
-    app.db
-        .execute_unprepared(&format!(
-            "UPDATE reservations SET status = 'CONFIRMED', version = version + 1 WHERE id = '{rid}';
-             UPDATE seats SET status = 'SOLD', hold_expires_at = NULL, version = version + 1 WHERE reservation_id = '{rid}';"
-        ))
-        .await
-        .unwrap();
-    // Wait until the expiry job has been processed by the worker.
-    let done = format!("{}_expire_hold:done", app.redis_prefix());
-    let redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(15), || {
-        let (done, rid, mut redis) = (done.clone(), rid.clone(), redis.clone());
-        async move {
-            let member: bool = redis::cmd("SISMEMBER")
-                .arg(done)
-                .arg(rid)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            member.then_some(())
-        }
-    })
-    .await;
-    assert_eq!(
-        app.scalar(&format!(
-            "SELECT count(*) FROM reservations WHERE id = '{rid}' AND status = 'CONFIRMED'"
-        ))
-        .await,
-        1
-    );
-    assert_eq!(seat_status(&app, &fan, schedule, 11).await, "SOLD");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
     let app = TestApp::builder()
         .workers(1)

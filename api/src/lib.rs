@@ -3,13 +3,16 @@
 //! Thin by design: extract, validate, call `domain`, map the result. Every
 //! error leaves as RFC 9457 problem+json; every response carries a request id.
 
+pub mod accepted;
 pub mod admin;
+pub mod balance;
 pub mod catalog;
 pub mod job_watch;
 pub mod jobs;
 pub mod json_body;
 pub mod ops;
 pub mod path_params;
+pub mod payments;
 pub mod problem;
 pub mod queue;
 pub mod request_id;
@@ -37,6 +40,8 @@ pub type Apis = (
     queue::QueueApi,
     catalog::CatalogApi,
     reservations::ReservationsApi,
+    payments::PaymentsApi,
+    balance::BalanceApi,
     jobs::JobsApi,
     admin::AdminApi,
     ops::OpsApi,
@@ -50,6 +55,8 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             queue::QueueApi,
             catalog::CatalogApi,
             reservations::ReservationsApi,
+            payments::PaymentsApi,
+            balance::BalanceApi,
             jobs::JobsApi,
             admin::AdminApi,
             ops::OpsApi,

@@ -130,6 +130,7 @@ impl From<domain::Error> for Problem {
                 "this Idempotency-Key was already used with a different request",
             )
             .with_field("Idempotency-Key"),
+            E::Contention => Self::unavailable(),
             E::Queue(e) => {
                 tracing::error!(error = %e, "queue push failed");
                 Self::unavailable()

@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use poem::{http::StatusCode, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, payload::Json};
+use poem_openapi::{Object, OpenApi, param::Header, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    json_body::JsonBody, problem::Problem, queue::ActiveFan, request_id::RequestId,
-    state::AppState, tags::Tag,
+    accepted::AcceptedResponse, json_body::JsonBody, problem::Problem, queue::ActiveFan,
+    request_id::RequestId, state::AppState, tags::Tag,
 };
 
 /// Seats to hold.
@@ -20,39 +20,6 @@ pub struct ReserveRequest {
     /// 1 to 4 distinct seat numbers, each 1..50.
     #[oai(validator(min_items = 1, max_items = 4))]
     pub seat_numbers: Vec<i64>,
-}
-
-/// An accepted job: poll `statusUrl` (optionally with `?waitSeconds=`).
-#[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
-pub struct Accepted {
-    pub job_id: Uuid,
-    /// Always `QUEUED` here.
-    pub status: String,
-    pub status_url: String,
-}
-
-/// The answer of every enqueueing endpoint.
-#[derive(Debug, ApiResponse)]
-pub enum AcceptedResponse {
-    /// Queued; the same job is returned for a repeated `Idempotency-Key`.
-    #[oai(status = 202)]
-    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
-}
-
-impl AcceptedResponse {
-    /// 202 with the job's status URL in the body and `Location`.
-    pub fn for_job(job_id: Uuid) -> Self {
-        let url = format!("/v1/jobs/{job_id}");
-        Self::Accepted(
-            Json(Accepted {
-                job_id,
-                status: "QUEUED".into(),
-                status_url: url.clone(),
-            }),
-            url,
-        )
-    }
 }
 
 /// A reservation as its owner sees it.

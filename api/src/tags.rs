@@ -15,6 +15,10 @@ pub enum Tag {
     Catalog,
     /// Holding seats (queued jobs) and reading reservations.
     Reservations,
+    /// Paying held reservations (queued jobs).
+    Payments,
+    /// Balances and queued recharges.
+    Balance,
     /// Status of queued jobs, with long-polling.
     Jobs,
     /// Liveness and readiness.

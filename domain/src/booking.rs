@@ -21,13 +21,12 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
-    jobs::{JobKind, Outcome, ReserveJob, outcomes},
+    jobs::{JobKind, Outcome, ReserveJob},
+    retry::{self, Attempt},
 };
 
 /// Most seats in one reservation.
 pub const MAX_SEATS_PER_RESERVATION: usize = 4;
-/// Attempts of one reserve transaction when optimistic checks conflict.
-pub const MAX_OPTIMISTIC_ATTEMPTS: u32 = 8;
 
 /// What a successful reserve job returns (the job's `result`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -81,58 +80,13 @@ pub fn validate_seat_numbers(numbers: &[i64]) -> Result<Vec<i16>> {
     Ok(out)
 }
 
-/// Why one reserve attempt must be retried.
-enum Attempt {
-    Done(Outcome),
-    Conflict,
-}
-
 /// Runs a reserve job: all requested seats or none, idempotent per job id.
 pub async fn reserve(
     db: &DatabaseConnection,
     job: &ReserveJob,
     hold_ttl: Duration,
 ) -> Result<Outcome> {
-    if let Some(done) = outcomes::find(db, job.job_id).await? {
-        return Ok(done);
-    }
-    for attempt in 0..MAX_OPTIMISTIC_ATTEMPTS {
-        match try_reserve(db, job, hold_ttl).await {
-            Ok(Attempt::Done(outcome)) => return Ok(outcome),
-            Ok(Attempt::Conflict) => backoff(attempt).await,
-            Err(e) if is_duplicate_outcome(&e) => {
-                // Another delivery of this job committed first: its outcome stands.
-                if let Some(done) = outcomes::find(db, job.job_id).await? {
-                    return Ok(done);
-                }
-                return Err(e);
-            }
-            Err(e) if is_conflict(&e) => backoff(attempt).await,
-            Err(e) => return Err(e),
-        }
-    }
-    let outcome = Outcome::failed(
-        "CONTENTION",
-        "the seats were contended too heavily; try again",
-    );
-    store_outcome(db, job, &outcome).await?;
-    Ok(outcome)
-}
-
-async fn store_outcome(db: &DatabaseConnection, job: &ReserveJob, outcome: &Outcome) -> Result<()> {
-    match outcomes::insert(
-        db,
-        job.job_id,
-        JobKind::Reserve,
-        job.user_id,
-        job.accepted_at,
-        outcome,
-    )
-    .await
-    {
-        Err(e) if is_duplicate_outcome(&e) => Ok(()),
-        other => other,
-    }
+    retry::optimistic(db, job.job_id, || try_reserve(db, job, hold_ttl)).await
 }
 
 async fn try_reserve(
@@ -258,17 +212,15 @@ async fn finish(
     job: &ReserveJob,
     outcome: Outcome,
 ) -> Result<Attempt> {
-    outcomes::insert(
-        &txn,
+    retry::finish(
+        txn,
         job.job_id,
         JobKind::Reserve,
         job.user_id,
         job.accepted_at,
-        &outcome,
+        outcome,
     )
-    .await?;
-    txn.commit().await?;
-    Ok(Attempt::Done(outcome))
+    .await
 }
 
 /// Expires `reservation_id` if it is still held and overdue at `now`, freeing its seats.
@@ -393,55 +345,6 @@ pub async fn get_reservation(
         status,
         expires_at: r.expires_at,
     })
-}
-
-/// Jittered exponential backoff between optimistic attempts: 2, 4, 8… ms ± 50 %.
-async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let base = 2u64 << Ord::min(attempt, 8);
-    let jitter = rand::rng().random_range(base / 2..=base + base / 2);
-    tokio::time::sleep(Duration::from_millis(jitter)).await;
-}
-
-fn sql_state(e: &Error) -> Option<String> {
-    let Error::Database(db) = e else { return None };
-    let (DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner))
-    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner))) = db
-    else {
-        return None;
-    };
-    inner
-        .as_database_error()
-        .and_then(|d| d.code())
-        .map(|c| c.into_owned())
-}
-
-fn constraint(e: &Error) -> Option<String> {
-    let Error::Database(
-        DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner))
-        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner)),
-    ) = e
-    else {
-        return None;
-    };
-    inner
-        .as_database_error()
-        .and_then(|d| d.constraint())
-        .map(str::to_owned)
-}
-
-/// A second delivery of the same job lost the race to record its effect.
-fn is_duplicate_outcome(e: &Error) -> bool {
-    matches!(
-        constraint(e).as_deref(),
-        Some("job_outcomes_pkey" | "reservations_job_unique")
-    )
-}
-
-/// Lost an optimistic race: a live-seat uniqueness violation, deadlock or serialization failure.
-fn is_conflict(e: &Error) -> bool {
-    constraint(e).as_deref() == Some("reservation_seats_one_live_per_seat")
-        || matches!(sql_state(e).as_deref(), Some("40001" | "40P01"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub enum Error {
     /// The idempotency key was used before with a different request (422).
     #[error("the Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
+    /// Optimistic retries ran out; the job goes back to the queue.
+    #[error("the row stayed contended through every optimistic attempt")]
+    Contention,
     /// The job queue refused a push (503).
     #[error("queue error: {0}")]
     Queue(String),

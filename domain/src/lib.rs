@@ -9,11 +9,14 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod payment;
 pub mod queue;
 pub mod redis_conn;
+pub mod retry;
 pub mod seed;
 pub mod telemetry;
 pub mod waiting_room;
+pub mod wallet;
 pub mod wallet_limits;
 
 pub use config::Config;

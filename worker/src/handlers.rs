@@ -7,15 +7,17 @@
 //! restarts when an orphaned task is re-enqueued) and then finalizes the job as
 //! failed, so no accepted job is left without a final status.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
 use domain::{
     Config,
     jobs::{
-        ExpireHoldJob, JobKind, Outcome, ReserveJob, outcomes, queue::JobQueue, status::StatusStore,
+        ExpireHoldJob, JobKind, Outcome, PayJob, RechargeJob, ReserveJob, outcomes,
+        queue::JobQueue, status::StatusStore,
     },
+    waiting_room::WaitingRoom,
 };
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
@@ -30,6 +32,7 @@ pub struct JobContext {
     pub config: Arc<Config>,
     pub status: StatusStore,
     pub queue: JobQueue,
+    pub waiting_room: WaitingRoom,
 }
 
 impl JobContext {
@@ -46,31 +49,100 @@ impl JobContext {
     }
 }
 
-/// Runs a reserve job.
+/// Identity of a job run, for status writes and logs.
+struct Run {
+    id: Uuid,
+    kind: JobKind,
+    user: Uuid,
+    accepted: chrono::DateTime<Utc>,
+}
+
+/// The common shape: mark RUNNING, count the delivery (finalize as failed past
+/// the cap), run `op`, then record the final status. `Err` asks apalis to retry.
+async fn run_job<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
+where
+    F: Future<Output = domain::Result<Outcome>>,
+{
+    let Run {
+        id,
+        kind,
+        user,
+        accepted,
+    } = run;
+    if let Err(error) = ctx.status.mark_running(id, kind, user, accepted).await {
+        tracing::warn!(%error, "could not record RUNNING");
+    }
+    let outcome = if ctx.exhausted(id).await? {
+        give_up(ctx, id, kind, user, accepted).await?
+    } else {
+        match op.await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(%error, "job failed; the queue will retry");
+                return Err(error.into());
+            }
+        }
+    };
+    ctx.status.mark_final(id, kind, accepted, &outcome).await?;
+    tracing::info!(outcome = outcome_code(&outcome), "job done");
+    Ok(outcome)
+}
+
+/// Runs a reserve job, then schedules the hold's expiry.
 pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.reserve", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
-    async move {
-        let (id, kind, user, accepted) =
-            (job.job_id, JobKind::Reserve, job.user_id, job.accepted_at);
-        if let Err(error) = ctx.status.mark_running(id, kind, user, accepted).await {
-            tracing::warn!(%error, "could not record RUNNING");
-        }
-        let outcome = if ctx.exhausted(id).await? {
-            give_up(&ctx, id, kind, user, accepted).await?
-        } else {
-            match domain::booking::reserve(&ctx.db, &job, ctx.config.hold_ttl).await {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::warn!(%error, "reserve failed; the queue will retry");
-                    return Err(error.into());
-                }
-            }
-        };
+    let run = Run {
+        id: job.job_id,
+        kind: JobKind::Reserve,
+        user: job.user_id,
+        accepted: job.accepted_at,
+    };
+    async {
+        let outcome = run_job(
+            &ctx,
+            run,
+            domain::booking::reserve(&ctx.db, &job, ctx.config.hold_ttl),
+        )
+        .await?;
+        // Also on a replayed outcome: the first delivery may have died before scheduling it.
         if let Outcome::Succeeded(hold) = &outcome {
             schedule_expiry(&ctx.queue, hold).await;
         }
-        ctx.status.mark_final(id, kind, accepted, &outcome).await?;
-        tracing::info!(outcome = outcome_code(&outcome), "reserve done");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs a recharge job.
+pub async fn recharge(job: RechargeJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job.recharge", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
+    let run = Run {
+        id: job.job_id,
+        kind: JobKind::Recharge,
+        user: job.user_id,
+        accepted: job.accepted_at,
+    };
+    run_job(&ctx, run, domain::wallet::recharge(&ctx.db, &job))
+        .instrument(span)
+        .await
+        .map(drop)
+}
+
+/// Runs a pay job, then ends the payer's queue session so the next fan is admitted.
+pub async fn pay(job: PayJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job.pay", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
+    let run = Run {
+        id: job.job_id,
+        kind: JobKind::Pay,
+        user: job.user_id,
+        accepted: job.accepted_at,
+    };
+    async {
+        let outcome = run_job(&ctx, run, domain::payment::pay(&ctx.db, &job)).await?;
+        if matches!(outcome, Outcome::Succeeded(_)) {
+            ctx.waiting_room.end_session(&job.token_id).await?;
+        }
         Ok(())
     }
     .instrument(span)

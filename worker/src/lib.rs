@@ -10,8 +10,8 @@ use apalis_redis::RedisStorage;
 use domain::{
     Config,
     jobs::{
-        ExpireHoldJob, ReserveJob,
-        queue::{EXPIRE_QUEUE, JobQueue, RESERVE_QUEUE},
+        ExpireHoldJob, PayJob, RechargeJob, ReserveJob,
+        queue::{EXPIRE_QUEUE, JobQueue, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
         status::StatusStore,
     },
     queue::{backend_config, worker_name},
@@ -37,6 +37,7 @@ pub async fn run(
     let ctx = JobContext {
         status: StatusStore::new(redis.clone(), &config.redis_prefix),
         queue: JobQueue::new(redis.clone(), &config),
+        waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &config),
         db: db.clone(),
         redis: redis.clone(),
         config: Arc::new(config.clone()),
@@ -68,43 +69,73 @@ pub async fn run(
     Ok(())
 }
 
+/// Registers one consumer of `$queue` running `$handler` for jobs of type `$job`.
+/// A macro because apalis' builder types differ per handler.
+macro_rules! consumer {
+    ($monitor:expr, $config:expr, $redis:expr, $ctx:expr, $job:ty, $queue:expr, $handler:path) => {{
+        let (poll, concurrency) = ($config.worker_poll_interval, $config.worker_concurrency);
+        let (backend, redis, ctx) = (
+            backend_config($config, $queue),
+            $redis.clone(),
+            $ctx.clone(),
+        );
+        $monitor.register(move |_| {
+            WorkerBuilder::new(worker_name($queue))
+                .backend(
+                    RedisStorage::<$job>::new(redis.clone())
+                        .with_config(backend.clone())
+                        .poll_with_interval(poll),
+                )
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(ctx.clone())
+                .build($handler)
+        })
+    }};
+}
+
 fn register(
     monitor: Monitor,
     config: &Config,
     redis: &redis::aio::ConnectionManager,
     ctx: &JobContext,
 ) -> Monitor {
-    let (poll, concurrency) = (config.worker_poll_interval, config.worker_concurrency);
-    let (reserve_cfg, expire_cfg) = (
-        backend_config(config, RESERVE_QUEUE),
-        backend_config(config, EXPIRE_QUEUE),
+    let monitor = consumer!(
+        monitor,
+        config,
+        redis,
+        ctx,
+        ReserveJob,
+        RESERVE_QUEUE,
+        handlers::reserve
     );
-    let (r1, r2, c1, c2) = (redis.clone(), redis.clone(), ctx.clone(), ctx.clone());
-    monitor
-        .register(move |_| {
-            WorkerBuilder::new(worker_name(RESERVE_QUEUE))
-                .backend(
-                    RedisStorage::<ReserveJob>::new(r1.clone())
-                        .with_config(reserve_cfg.clone())
-                        .poll_with_interval(poll),
-                )
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .data(c1.clone())
-                .build(handlers::reserve)
-        })
-        .register(move |_| {
-            WorkerBuilder::new(worker_name(EXPIRE_QUEUE))
-                .backend(
-                    RedisStorage::<ExpireHoldJob>::new(r2.clone())
-                        .with_config(expire_cfg.clone())
-                        .poll_with_interval(poll),
-                )
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .data(c2.clone())
-                .build(handlers::expire_hold)
-        })
+    let monitor = consumer!(
+        monitor,
+        config,
+        redis,
+        ctx,
+        ExpireHoldJob,
+        EXPIRE_QUEUE,
+        handlers::expire_hold
+    );
+    let monitor = consumer!(
+        monitor,
+        config,
+        redis,
+        ctx,
+        RechargeJob,
+        RECHARGE_QUEUE,
+        handlers::recharge
+    );
+    consumer!(
+        monitor,
+        config,
+        redis,
+        ctx,
+        PayJob,
+        PAY_QUEUE,
+        handlers::pay
+    )
 }
 
 /// Every `interval`, expire overdue holds whose expiry job was lost or is late.
@@ -151,7 +182,7 @@ async fn vacuum_loop(
             () = tokio::time::sleep(VACUUM_EVERY) => {}
             _ = stop.changed() => return,
         }
-        for queue in [RESERVE_QUEUE, EXPIRE_QUEUE] {
+        for queue in [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE] {
             match domain::queue::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
                 Ok(n) if n > 0 => tracing::info!(queue, deleted = n, "vacuumed finished tasks"),
                 Ok(_) => {}

@@ -54,6 +54,28 @@ pub struct ReserveJob {
     pub request_id: Option<String>,
 }
 
+/// Add `amount` won to `user_id`'s balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeJob {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub amount: i64,
+    pub accepted_at: DateTime<Utc>,
+    pub request_id: Option<String>,
+}
+
+/// Pay `reservation_id` from `user_id`'s balance, then end the queue session `token_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayJob {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub reservation_id: Uuid,
+    /// The paying fan's queue token id: its session ends after a successful payment.
+    pub token_id: String,
+    pub accepted_at: DateTime<Utc>,
+    pub request_id: Option<String>,
+}
+
 /// Expire `reservation_id` if it is still held at its expiry time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireHoldJob {

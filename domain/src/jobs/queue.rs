@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{ExpireHoldJob, JobKind, ReserveJob, status::StatusStore};
+use super::{ExpireHoldJob, JobKind, PayJob, RechargeJob, ReserveJob, status::StatusStore};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -25,6 +25,10 @@ use crate::{
 pub const RESERVE_QUEUE: &str = "reserve";
 /// Delayed expiry of seat holds.
 pub const EXPIRE_QUEUE: &str = "expire_hold";
+/// Balance recharges.
+pub const RECHARGE_QUEUE: &str = "recharge";
+/// Payments.
+pub const PAY_QUEUE: &str = "pay";
 
 /// How long an idempotency key is remembered (the spec asks for at least 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(25 * 3600);
@@ -47,6 +51,8 @@ pub struct JobQueue {
     status: StatusStore,
     reserve: RedisStorage<ReserveJob>,
     expire: RedisStorage<ExpireHoldJob>,
+    recharge: RedisStorage<RechargeJob>,
+    pay: RedisStorage<PayJob>,
 }
 
 /// Checks an `Idempotency-Key` header value: 1–128 visible ASCII characters.
@@ -76,6 +82,8 @@ impl JobQueue {
             status: StatusStore::new(redis.clone(), &config.redis_prefix),
             reserve: RedisStorage::new(redis.clone()).with_config(backend(RESERVE_QUEUE)),
             expire: RedisStorage::new(redis.clone()).with_config(backend(EXPIRE_QUEUE)),
+            recharge: RedisStorage::new(redis.clone()).with_config(backend(RECHARGE_QUEUE)),
+            pay: RedisStorage::new(redis.clone()).with_config(backend(PAY_QUEUE)),
             prefix: config.redis_prefix.clone(),
             redis,
         }
@@ -114,6 +122,81 @@ impl JobQueue {
         push(&self.reserve, job, job_id, None).await?;
         self.status
             .mark_queued(job_id, JobKind::Reserve, user_id, accepted_at)
+            .await?;
+        Ok(Submitted { job_id, replayed })
+    }
+
+    /// Accepts a recharge of `amount` won for `user_id`.
+    pub async fn submit_recharge(
+        &self,
+        user_id: Uuid,
+        amount: i64,
+        idempotency_key: Option<&str>,
+        request_id: Option<String>,
+    ) -> Result<Submitted> {
+        let (job_id, replayed) = self
+            .claim(
+                JobKind::Recharge,
+                user_id,
+                &amount.to_string(),
+                idempotency_key,
+            )
+            .await?;
+        if replayed && self.status.exists(job_id).await? {
+            return Ok(Submitted { job_id, replayed });
+        }
+        let accepted_at = Utc::now();
+        push(
+            &self.recharge,
+            RechargeJob {
+                job_id,
+                user_id,
+                amount,
+                accepted_at,
+                request_id,
+            },
+            job_id,
+            None,
+        )
+        .await?;
+        self.status
+            .mark_queued(job_id, JobKind::Recharge, user_id, accepted_at)
+            .await?;
+        Ok(Submitted { job_id, replayed })
+    }
+
+    /// Accepts a payment of `reservation_id` by the fan holding queue session `token_id`.
+    pub async fn submit_pay(
+        &self,
+        user_id: Uuid,
+        reservation_id: Uuid,
+        token_id: &str,
+        idempotency_key: Option<&str>,
+        request_id: Option<String>,
+    ) -> Result<Submitted> {
+        let (job_id, replayed) = self
+            .claim(
+                JobKind::Pay,
+                user_id,
+                &reservation_id.to_string(),
+                idempotency_key,
+            )
+            .await?;
+        if replayed && self.status.exists(job_id).await? {
+            return Ok(Submitted { job_id, replayed });
+        }
+        let accepted_at = Utc::now();
+        let job = PayJob {
+            job_id,
+            user_id,
+            reservation_id,
+            token_id: token_id.to_owned(),
+            accepted_at,
+            request_id,
+        };
+        push(&self.pay, job, job_id, None).await?;
+        self.status
+            .mark_queued(job_id, JobKind::Pay, user_id, accepted_at)
             .await?;
         Ok(Submitted { job_id, replayed })
     }

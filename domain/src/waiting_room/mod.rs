@@ -119,6 +119,17 @@ impl WaitingRoom {
         Ok(())
     }
 
+    /// True when `user_id` is in the known-users cache.
+    pub async fn knows_user(&self, user_id: Uuid) -> Result<bool> {
+        let key = format!("{}:wr:known_users", self.prefix);
+        let known: bool = redis::cmd("SISMEMBER")
+            .arg(key)
+            .arg(user_id.to_string())
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(known)
+    }
+
     /// Issues a token for `user_id`, or returns the user's live one.
     pub async fn issue(&self, user_id: Uuid) -> Result<Issued> {
         let reply = self

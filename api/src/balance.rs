@@ -1,0 +1,89 @@
+//! Balance: queued recharges and reads.
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Header, param::Path, payload::Json};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    accepted::AcceptedResponse, json_body::JsonBody, problem::Problem, request_id::RequestId,
+    state::AppState, tags::Tag,
+};
+
+/// A top-up.
+#[derive(Debug, Object, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct Recharge {
+    /// Whole won, 1..=10,000,000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub amount: i64,
+}
+
+/// A user's balance.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Balance {
+    pub user_id: Uuid,
+    /// Whole won.
+    pub balance: i64,
+}
+
+/// Balance endpoints.
+#[derive(Debug)]
+pub struct BalanceApi;
+
+#[OpenApi(tag = "Tag::Balance")]
+impl BalanceApi {
+    /// Top up a balance. Answers at once with a job; the job's result is `{ balance }`.
+    /// Send an `Idempotency-Key` so a double click is applied once.
+    #[oai(path = "/v1/users/:userId/balance/recharges", method = "post")]
+    async fn recharge(
+        &self,
+        state: Data<&AppState>,
+        request_id: Data<&RequestId>,
+        #[oai(name = "userId")] user_id: Path<Uuid>,
+        /// Repeat a request safely: the same key returns the same job (kept 25 h).
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: JsonBody<Recharge>,
+    ) -> Result<AcceptedResponse, Problem> {
+        let amount = domain::wallet::validate_amount(body.amount)?;
+        ensure_user(&state, user_id.0).await?;
+        let submitted = state
+            .jobs
+            .submit_recharge(
+                user_id.0,
+                amount,
+                idempotency_key.0.as_deref(),
+                Some(request_id.0.0.clone()),
+            )
+            .await?;
+        tracing::info!(job.id = %submitted.job_id, replayed = submitted.replayed, "recharge accepted");
+        Ok(AcceptedResponse::for_job(submitted.job_id))
+    }
+
+    /// A user's balance in won.
+    #[oai(path = "/v1/users/:userId/balance", method = "get")]
+    async fn balance(
+        &self,
+        state: Data<&AppState>,
+        #[oai(name = "userId")] user_id: Path<Uuid>,
+    ) -> Result<Json<Balance>, Problem> {
+        let balance = domain::wallet::balance(&state.db, user_id.0).await?;
+        Ok(Json(Balance {
+            user_id: user_id.0,
+            balance,
+        }))
+    }
+}
+
+/// 404 for an unknown user, checked against the Redis cache of known users
+/// first, PostgreSQL on a miss.
+async fn ensure_user(state: &AppState, user_id: Uuid) -> Result<(), Problem> {
+    if !state.waiting_room.knows_user(user_id).await? {
+        domain::accounts::get_user(&state.db, user_id).await?;
+        state.waiting_room.remember_user(user_id).await?;
+    }
+    Ok(())
+}
