@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Fan, TestApp, problem};
+use common::{Fan, TestApp, eventually, problem};
 use futures::future::join_all;
 use serde_json::Value;
 
@@ -18,24 +18,6 @@ async fn first_schedule(app: &TestApp) -> i64 {
 
 async fn fans(app: &TestApp, n: usize) -> Vec<Fan> {
     join_all((0..n).map(|_| app.active_fan())).await
-}
-
-/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
-async fn eventually<T, Fut: Future<Output = Option<T>>>(
-    limit: Duration,
-    mut check: impl FnMut() -> Fut,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn seat_status(app: &TestApp, fan: &Fan, schedule: i64, number: usize) -> String {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestApp, problem};
+use common::{TestApp, eventually, problem};
 use futures::future::join_all;
 use serde_json::Value;
 
@@ -26,25 +26,6 @@ async fn leave(app: &TestApp, token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn sign_up_many(app: &TestApp, n: usize) -> Vec<String> {

@@ -306,6 +306,25 @@ impl Drop for TestApp {
     }
 }
 
+/// Polls `check` every 50 ms until it returns `Some`, failing after `limit`.
+/// The one way tests wait for a condition: never a bare sleep.
+pub async fn eventually<T, Fut>(limit: std::time::Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Asserts a problem+json response and returns its body.
 pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
