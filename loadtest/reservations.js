@@ -1,0 +1,66 @@
+// reservations: sustained reserves of distinct free seats at a constant
+// arrival rate; each request's job is long-polled to its end. Reports
+// completed holds per second.
+//   RATE (reserves/s, 100), DURATION (30s), FANS (500)
+import exec from 'k6/execution';
+import { Counter, Trend } from 'k6/metrics';
+import { check } from 'k6';
+import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend } from './lib/common.js';
+
+const RATE = Number(__ENV.RATE || 100);
+const DURATION = __ENV.DURATION || '30s';
+const FANS = Number(__ENV.FANS || 500);
+
+const acceptMs = new Trend('reserve_accept_ms', true);
+const holdMs = new Trend('hold_end_to_end_ms', true);
+const held = new Counter('holds_completed');
+const failed = new Counter('holds_failed');
+const server5xx = new Counter('server_errors');
+
+export const options = {
+  scenarios: {
+    sustained: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: DURATION, preAllocatedVUs: Math.max(50, RATE * 2), maxVUs: RATE * 10 },
+  },
+  setupTimeout: '5m',
+  thresholds: { server_errors: ['count==0'], holds_failed: ['count==0'] },
+};
+
+export function setup() {
+  // Enough distinct seats for every arrival: 50 per date.
+  const seconds = parseInt(DURATION, 10) || 30;
+  const dates = Math.ceil((RATE * seconds * 1.2) / 50);
+  const schedules = [];
+  for (let made = 0; made < dates; made += 100) {
+    const concert = createConcert(`reservations-${made}`, Math.min(100, dates - made), 30000);
+    for (const s of concert.schedules) schedules.push(s.scheduleId);
+  }
+  const tokens = issueMany(signUpMany(FANS, 'res')).map((t) => t.token);
+  return { schedules, tokens };
+}
+
+export default function (data) {
+  const i = exec.scenario.iterationInTest;
+  const schedule = data.schedules[Math.floor(i / 50) % data.schedules.length];
+  const started = Date.now();
+  const r = post('/v1/reservations', { scheduleId: schedule, seatNumbers: [(i % 50) + 1] }, data.tokens[i % data.tokens.length], { name: 'reserve' });
+  if (r.status >= 500) server5xx.add(1);
+  if (!check(r, { 'reserve accepted (202)': (x) => x.status === 202 })) return;
+  acceptMs.add(r.timings.duration);
+  const job = waitJob(r.json('jobId'), 'job');
+  if (job && job.status === 'SUCCEEDED') {
+    held.add(1);
+    holdMs.add(Date.now() - started);
+  } else {
+    failed.add(1);
+  }
+}
+
+export function handleSummary(data) {
+  return summarize(data, 'reservations', (m) => ({
+    reserve_accept_ms: trend(m, 'reserve_accept_ms'),
+    hold_end_to_end_ms: trend(m, 'hold_end_to_end_ms'),
+    holds_completed: m.holds_completed ? m.holds_completed.values.count : 0,
+    holds_per_second: m.holds_completed ? m.holds_completed.values.rate : 0,
+    holds_failed: m.holds_failed ? m.holds_failed.values.count : 0,
+  }));
+}
