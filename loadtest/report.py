@@ -1,0 +1,48 @@
+"""Turns one loadtest/run into summary.md: scenario figures, machine ceilings, ratios."""
+import json
+import pathlib
+import sys
+
+out = pathlib.Path(sys.argv[1])
+redis_rps, pg_tps, bad = float(sys.argv[2] or 0), float(sys.argv[3] or 0), int(sys.argv[4])
+rows = [line.split("|") for line in sys.argv[5:]]
+
+
+def load(name):
+    p = out / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def ms(t):
+    if not t:
+        return "–"
+    return " / ".join(f"{t[k]:.1f}" for k in ("p(50)", "p(95)", "p(99)") if t.get(k) is not None)
+
+
+print(f"# Load test {out.name}\n")
+print(f"Machine ceilings: redis-benchmark SET **{redis_rps:,.0f} rps**; pgbench reserve transaction **{pg_tps:,.0f} tps**.\n")
+print("| scenario | k6 exit | thresholds | key figures | api peak RSS MB / CPU s | worker peak RSS MB / CPU s | non-final jobs |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal in rows:
+    s = load(name)
+    if name == "hot-seat":
+        key = (f"accept p50/p95/p99 ms {ms(s.get('reserve_accept_ms'))}; won {s.get('holds_won')}, "
+               f"SEAT_UNAVAILABLE {s.get('seat_unavailable')}, other {s.get('other_outcomes')}, 5xx {s.get('server_errors')}; "
+               f"all final {s.get('final_after_last_accept_ms')} ms after the last accept")
+    elif name == "reservations":
+        hps = s.get("holds_per_second") or 0
+        key = (f"{s.get('holds_completed')} holds, {hps:.0f}/s = {hps / pg_tps:.2f} × pgbench; accept {ms(s.get('reserve_accept_ms'))}; "
+               f"end-to-end {ms(s.get('hold_end_to_end_ms'))}; failed {s.get('holds_failed')}")
+    elif name == "waiting-room":
+        ips = s.get("issues_per_second") or 0
+        key = (f"{s.get('tokens_issued')} issued, {ips:.0f}/s = {ips / redis_rps:.3f} × redis SET; issue {ms(s.get('token_issue_ms'))}; "
+               f"poll {ms(s.get('status_poll_ms'))}")
+    elif name == "journey":
+        key = (f"{s.get('journeys_completed')} journeys ({(s.get('journeys_per_second') or 0):.1f}/s), abandoned {s.get('journeys_abandoned')}; "
+               f"journey {ms(s.get('journey_ms'))}; 5xx {s.get('server_errors')}")
+    else:
+        key = (f"{s.get('recharges_applied')} applied ({(s.get('recharges_per_second') or 0):.0f}/s), failed {s.get('recharges_failed')}; "
+               f"accept {ms(s.get('recharge_accept_ms'))}")
+    ok = "met" if s.get("thresholds_ok") else "missed"
+    print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} | {w_rss} / {float(w_cpu):.1f} | {nonfinal} |")
+print(f"\nInvariants in PostgreSQL: {'all hold' if bad == 0 else f'{bad} violated'} (see invariants.txt). Latencies are ms.")
