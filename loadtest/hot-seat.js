@@ -5,7 +5,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend } from './lib/common.js';
+import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const FANS = Number(__ENV.FANS || 1000);
 const REQUESTS = Number(__ENV.REQUESTS || 10000);
@@ -19,6 +19,7 @@ const other = new Counter('jobs_other_outcome');
 const server5xx = new Counter('server_errors');
 
 export const options = {
+  summaryTrendStats: TREND_STATS,
   scenarios: {
     stampede: { executor: 'shared-iterations', vus: Number(__ENV.VUS || 200), iterations: REQUESTS, maxDuration: '5m' },
   },

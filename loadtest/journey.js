@@ -3,7 +3,7 @@
 //   VUS (50), DURATION (60s)
 import { Counter, Trend } from 'k6/metrics';
 import { check, sleep } from 'k6';
-import { post, get, createConcert, waitJob, summarize, trend } from './lib/common.js';
+import { post, get, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const journeyMs = new Trend('journey_ms', true);
 const done = new Counter('journeys_completed');
@@ -11,6 +11,7 @@ const gaveUp = new Counter('journeys_abandoned');
 const server5xx = new Counter('server_errors');
 
 export const options = {
+  summaryTrendStats: TREND_STATS,
   scenarios: { fans: { executor: 'constant-vus', vus: Number(__ENV.VUS || 50), duration: __ENV.DURATION || '60s' } },
   setupTimeout: '5m',
   thresholds: { server_errors: ['count==0'], journeys_completed: ['count>0'] },

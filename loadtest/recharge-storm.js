@@ -5,7 +5,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, get, signUpMany, waitJob, summarize, trend } from './lib/common.js';
+import { post, get, signUpMany, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const USERS = Number(__ENV.USERS || 10);
 const RATE = Number(__ENV.RATE || 300);
@@ -18,6 +18,7 @@ const failed = new Counter('recharges_failed');
 const server5xx = new Counter('server_errors');
 
 export const options = {
+  summaryTrendStats: TREND_STATS,
   scenarios: {
     storm: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: DURATION, preAllocatedVUs: 100, maxVUs: 2000 },
   },

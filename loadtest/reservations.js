@@ -5,7 +5,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend } from './lib/common.js';
+import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const RATE = Number(__ENV.RATE || 100);
 const DURATION = __ENV.DURATION || '30s';
@@ -18,6 +18,7 @@ const failed = new Counter('holds_failed');
 const server5xx = new Counter('server_errors');
 
 export const options = {
+  summaryTrendStats: TREND_STATS,
   scenarios: {
     sustained: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: DURATION, preAllocatedVUs: Math.max(50, RATE * 2), maxVUs: RATE * 10 },
   },

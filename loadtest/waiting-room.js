@@ -4,7 +4,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, get, signUpMany, summarize, trend } from './lib/common.js';
+import { post, get, signUpMany, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const FANS = Number(__ENV.FANS || 20000);
 const RATE = Number(__ENV.RATE || 2000);
@@ -16,6 +16,7 @@ const issued = new Counter('tokens_issued');
 const server5xx = new Counter('server_errors');
 
 export const options = {
+  summaryTrendStats: TREND_STATS,
   scenarios: {
     spike: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: `${Math.ceil(FANS / RATE)}s`, preAllocatedVUs: 200, maxVUs: 2000 },
   },
