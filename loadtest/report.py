@@ -21,9 +21,9 @@ def ms(t):
 
 print(f"# Load test {out.name}\n")
 print(f"Machine ceilings: redis-benchmark SET **{redis_rps:,.0f} rps**; pgbench reserve transaction **{pg_tps:,.0f} tps**.\n")
-print("| scenario | k6 exit | thresholds | key figures | api peak RSS MB / CPU s | worker peak RSS MB / CPU s | non-final jobs |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal in rows:
+print("| scenario | k6 exit | thresholds | key figures | api peak RSS MB / CPU s | worker peak RSS MB / CPU s | k6 CPU s | wall s | non-final jobs |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in rows:
     s = load(name)
     if name == "hot-seat":
         key = (f"accept p50/p95/p99 ms {ms(s.get('reserve_accept_ms'))}; won {s.get('holds_won')}, "
@@ -44,5 +44,6 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal in rows:
         key = (f"{s.get('recharges_applied')} applied ({(s.get('recharges_per_second') or 0):.0f}/s), failed {s.get('recharges_failed')}; "
                f"accept {ms(s.get('recharge_accept_ms'))}")
     ok = "met" if s.get("thresholds_ok") else "missed"
-    print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} | {w_rss} / {float(w_cpu):.1f} | {nonfinal} |")
+    print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} | {w_rss} / {float(w_cpu):.1f} "
+          f"| {float(k6_cpu or 0):.1f} | {float(elapsed):.0f} | {nonfinal} |")
 print(f"\nInvariants in PostgreSQL: {'all hold' if bad == 0 else f'{bad} violated'} (see invariants.txt). Latencies are ms.")
