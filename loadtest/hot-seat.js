@@ -1,14 +1,14 @@
 // hot-seat: 10,000 reserve requests for ONE seat from 1,000 fans, each then
 // long-polling its job. Exactly one hold may win; every other job must end
 // FAILED/SEAT_UNAVAILABLE, quickly.
-//   FANS (1000), REQUESTS (10000), VUS (200)
+//   HOT_FANS (1000), HOT_REQUESTS (10000), HOT_VUS (200)
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
 import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
-const FANS = Number(__ENV.FANS || 1000);
-const REQUESTS = Number(__ENV.REQUESTS || 10000);
+const FANS = Number(__ENV.HOT_FANS || 1000);
+const REQUESTS = Number(__ENV.HOT_REQUESTS || 10000);
 
 const acceptMs = new Trend('reserve_accept_ms', true);
 const acceptedAt = new Trend('accepted_at_ms');
@@ -21,7 +21,7 @@ const server5xx = new Counter('server_errors');
 export const options = {
   summaryTrendStats: TREND_STATS,
   scenarios: {
-    stampede: { executor: 'shared-iterations', vus: Number(__ENV.VUS || 200), iterations: REQUESTS, maxDuration: '5m' },
+    stampede: { executor: 'shared-iterations', vus: Number(__ENV.HOT_VUS || 200), iterations: REQUESTS, maxDuration: '5m' },
   },
   setupTimeout: '5m',
   thresholds: {

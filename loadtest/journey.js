@@ -1,6 +1,6 @@
 // journey: whole fan journeys — sign up, recharge, get in line and wait to be
 // admitted, browse dates and seats, reserve, pay — each step checked.
-//   VUS (50), DURATION (60s)
+//   JOURNEY_VUS (50), JOURNEY_DURATION (60s)
 import { Counter, Trend } from 'k6/metrics';
 import { check, sleep } from 'k6';
 import { post, get, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
@@ -12,7 +12,7 @@ const server5xx = new Counter('server_errors');
 
 export const options = {
   summaryTrendStats: TREND_STATS,
-  scenarios: { fans: { executor: 'constant-vus', vus: Number(__ENV.VUS || 50), duration: __ENV.DURATION || '60s' } },
+  scenarios: { fans: { executor: 'constant-vus', vus: Number(__ENV.JOURNEY_VUS || 50), duration: __ENV.JOURNEY_DURATION || '60s' } },
   setupTimeout: '5m',
   thresholds: { server_errors: ['count==0'], journeys_completed: ['count>0'] },
 };

@@ -1,15 +1,15 @@
 // recharge-storm: many concurrent recharges of few users. Every accepted
 // recharge must be applied exactly once: the final balances must equal the
 // sum of the succeeded jobs.
-//   USERS (10), RATE (recharges/s, 300), DURATION (20s)
+//   STORM_USERS (10), STORM_RATE (recharges/s, 300), STORM_DURATION (20s)
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
 import { post, get, signUpMany, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
-const USERS = Number(__ENV.USERS || 10);
-const RATE = Number(__ENV.RATE || 300);
-const DURATION = __ENV.DURATION || '20s';
+const USERS = Number(__ENV.STORM_USERS || 10);
+const RATE = Number(__ENV.STORM_RATE || 300);
+const DURATION = __ENV.STORM_DURATION || '20s';
 const AMOUNT = 1000;
 
 const acceptMs = new Trend('recharge_accept_ms', true);

@@ -1,15 +1,15 @@
 // reservations: sustained reserves of distinct free seats at a constant
 // arrival rate; each request's job is long-polled to its end. Reports
 // completed holds per second.
-//   RATE (reserves/s, 100), DURATION (30s), FANS (500)
+//   RES_RATE (reserves/s, 100), RES_DURATION (30s), RES_FANS (500)
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
 import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
-const RATE = Number(__ENV.RATE || 100);
-const DURATION = __ENV.DURATION || '30s';
-const FANS = Number(__ENV.FANS || 500);
+const RATE = Number(__ENV.RES_RATE || 100);
+const DURATION = __ENV.RES_DURATION || '30s';
+const FANS = Number(__ENV.RES_FANS || 500);
 
 const acceptMs = new Trend('reserve_accept_ms', true);
 const holdMs = new Trend('hold_end_to_end_ms', true);

@@ -1,14 +1,14 @@
 // waiting-room: a spike of token issues, each fan then polling its standing.
 // Measures issue throughput and poll latency.
-//   FANS (20000), RATE (issues/s, 2000), POLLS (per fan, 3)
+//   WR_FANS (20000), WR_RATE (issues/s, 2000), WR_POLLS (per fan, 3)
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
 import { post, get, signUpMany, summarize, trend, TREND_STATS } from './lib/common.js';
 
-const FANS = Number(__ENV.FANS || 20000);
-const RATE = Number(__ENV.RATE || 2000);
-const POLLS = Number(__ENV.POLLS || 3);
+const FANS = Number(__ENV.WR_FANS || 20000);
+const RATE = Number(__ENV.WR_RATE || 2000);
+const POLLS = Number(__ENV.WR_POLLS || 3);
 
 const issueMs = new Trend('token_issue_ms', true);
 const pollMs = new Trend('status_poll_ms', true);
