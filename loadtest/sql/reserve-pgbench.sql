@@ -10,9 +10,12 @@ SELECT count(*) AS free FROM seats WHERE id = :n AND status = 'AVAILABLE' \gset
 INSERT INTO reservations (id, user_id, schedule_id, status, total_price, expires_at, version, job_id, created_at, updated_at)
   SELECT gen_random_uuid(), ':user', schedule_id, 'HELD', price, now() + interval '5 minutes', 0, gen_random_uuid(), now(), now()
   FROM seats WHERE id = :n RETURNING id AS rid, job_id AS jid \gset
-UPDATE seats SET status = 'HELD', reservation_id = ':rid', hold_expires_at = now() + interval '5 minutes', version = version + 1
-  WHERE id = :n AND status = 'AVAILABLE';
-INSERT INTO reservation_seats (reservation_id, seat_id, reservation_status) VALUES (':rid', :n, 'HELD');
+-- Conditional like the worker's version check: a client that lost the seat to
+-- another between its read and here writes no seat row (the worker would retry).
+WITH held AS (
+  UPDATE seats SET status = 'HELD', reservation_id = ':rid', hold_expires_at = now() + interval '5 minutes', version = version + 1
+  WHERE id = :n AND status = 'AVAILABLE' RETURNING id)
+INSERT INTO reservation_seats (reservation_id, seat_id, reservation_status) SELECT ':rid', id, 'HELD' FROM held;
 INSERT INTO job_outcomes (job_id, kind, user_id, status, result, accepted_at, finished_at)
   VALUES (':jid', 'RESERVE', ':user', 'SUCCEEDED', '{}', now(), now());
 \else
