@@ -46,12 +46,8 @@ pub async fn recharge(db: &DatabaseConnection, job: &RechargeJob) -> Result<Outc
 
 async fn try_recharge(db: &DatabaseConnection, job: &RechargeJob) -> Result<Attempt> {
     let txn = db.begin().await?;
-    let Some(wallet) = wallets::Entity::find_by_id(job.user_id).one(&txn).await? else {
-        let outcome = Outcome::failed(
-            "USER_NOT_FOUND",
-            format!("user {} does not exist", job.user_id),
-        );
-        return retry::finish(
+    let finish = |txn, outcome| {
+        retry::finish(
             txn,
             job.job_id,
             JobKind::Recharge,
@@ -59,7 +55,13 @@ async fn try_recharge(db: &DatabaseConnection, job: &RechargeJob) -> Result<Atte
             job.accepted_at,
             outcome,
         )
-        .await;
+    };
+    let Some(wallet) = wallets::Entity::find_by_id(job.user_id).one(&txn).await? else {
+        let outcome = Outcome::failed(
+            "USER_NOT_FOUND",
+            format!("user {} does not exist", job.user_id),
+        );
+        return finish(txn, outcome).await;
     };
     let Some(after) = wallet
         .balance
@@ -68,15 +70,7 @@ async fn try_recharge(db: &DatabaseConnection, job: &RechargeJob) -> Result<Atte
     else {
         let message = format!("the balance may not exceed {MAX_BALANCE} won");
         let outcome = Outcome::failed("BALANCE_LIMIT_EXCEEDED", message);
-        return retry::finish(
-            txn,
-            job.job_id,
-            JobKind::Recharge,
-            job.user_id,
-            job.accepted_at,
-            outcome,
-        )
-        .await;
+        return finish(txn, outcome).await;
     };
     if !debit_or_credit(&txn, job.user_id, wallet.version, job.amount).await? {
         txn.rollback().await?;
@@ -84,15 +78,7 @@ async fn try_recharge(db: &DatabaseConnection, job: &RechargeJob) -> Result<Atte
     }
     ledger(&txn, job.user_id, "RECHARGE", job.amount, after, job.job_id).await?;
     let outcome = Outcome::Succeeded(serde_json::json!({ "balance": after }));
-    retry::finish(
-        txn,
-        job.job_id,
-        JobKind::Recharge,
-        job.user_id,
-        job.accepted_at,
-        outcome,
-    )
-    .await
+    finish(txn, outcome).await
 }
 
 /// Adds `delta` (negative to debit) to the wallet if it is still at `version`.
