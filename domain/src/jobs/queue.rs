@@ -104,14 +104,7 @@ impl JobQueue {
         request_id: Option<String>,
     ) -> Result<Submitted> {
         let body = format!("{schedule_id}|{seat_numbers:?}");
-        let (job_id, replayed) = self
-            .claim(JobKind::Reserve, user_id, &body, idempotency_key)
-            .await?;
-        if replayed && self.status.exists(job_id).await? {
-            return Ok(Submitted { job_id, replayed });
-        }
-        let accepted_at = Utc::now();
-        let job = ReserveJob {
+        let build = |job_id, accepted_at| ReserveJob {
             job_id,
             user_id,
             schedule_id,
@@ -119,11 +112,15 @@ impl JobQueue {
             accepted_at,
             request_id,
         };
-        push(&self.reserve, job, job_id, None).await?;
-        self.status
-            .mark_queued(job_id, JobKind::Reserve, user_id, accepted_at)
-            .await?;
-        Ok(Submitted { job_id, replayed })
+        self.submit(
+            &self.reserve,
+            JobKind::Reserve,
+            user_id,
+            &body,
+            idempotency_key,
+            build,
+        )
+        .await
     }
 
     /// Accepts a recharge of `amount` won for `user_id`.
@@ -134,35 +131,22 @@ impl JobQueue {
         idempotency_key: Option<&str>,
         request_id: Option<String>,
     ) -> Result<Submitted> {
-        let (job_id, replayed) = self
-            .claim(
-                JobKind::Recharge,
-                user_id,
-                &amount.to_string(),
-                idempotency_key,
-            )
-            .await?;
-        if replayed && self.status.exists(job_id).await? {
-            return Ok(Submitted { job_id, replayed });
-        }
-        let accepted_at = Utc::now();
-        push(
-            &self.recharge,
-            RechargeJob {
-                job_id,
-                user_id,
-                amount,
-                accepted_at,
-                request_id,
-            },
+        let build = |job_id, accepted_at| RechargeJob {
             job_id,
-            None,
+            user_id,
+            amount,
+            accepted_at,
+            request_id,
+        };
+        self.submit(
+            &self.recharge,
+            JobKind::Recharge,
+            user_id,
+            &amount.to_string(),
+            idempotency_key,
+            build,
         )
-        .await?;
-        self.status
-            .mark_queued(job_id, JobKind::Recharge, user_id, accepted_at)
-            .await?;
-        Ok(Submitted { job_id, replayed })
+        .await
     }
 
     /// Accepts a payment of `reservation_id` by the fan holding queue session `token_id`.
@@ -174,19 +158,7 @@ impl JobQueue {
         idempotency_key: Option<&str>,
         request_id: Option<String>,
     ) -> Result<Submitted> {
-        let (job_id, replayed) = self
-            .claim(
-                JobKind::Pay,
-                user_id,
-                &reservation_id.to_string(),
-                idempotency_key,
-            )
-            .await?;
-        if replayed && self.status.exists(job_id).await? {
-            return Ok(Submitted { job_id, replayed });
-        }
-        let accepted_at = Utc::now();
-        let job = PayJob {
+        let build = |job_id, accepted_at| PayJob {
             job_id,
             user_id,
             reservation_id,
@@ -194,9 +166,43 @@ impl JobQueue {
             accepted_at,
             request_id,
         };
-        push(&self.pay, job, job_id, None).await?;
+        let body = reservation_id.to_string();
+        self.submit(
+            &self.pay,
+            JobKind::Pay,
+            user_id,
+            &body,
+            idempotency_key,
+            build,
+        )
+        .await
+    }
+
+    /// The one way a job is accepted: claim the idempotency key, return an
+    /// earlier submission of it, else push the job (task id = job id) and record
+    /// it QUEUED. `body` identifies the request for the key's fingerprint.
+    async fn submit<J, K>(
+        &self,
+        storage: &RedisStorage<J>,
+        kind: JobKind,
+        user_id: Uuid,
+        body: &str,
+        idempotency_key: Option<&str>,
+        build: impl FnOnce(Uuid, DateTime<Utc>) -> J,
+    ) -> Result<Submitted>
+    where
+        J: Serialize + Send + Sync + Unpin + 'static,
+        RedisStorage<J>: TaskSink<J, K>,
+        <RedisStorage<J> as apalis::prelude::Backend>::Error: std::fmt::Display,
+    {
+        let (job_id, replayed) = self.claim(kind, user_id, body, idempotency_key).await?;
+        if replayed && self.status.exists(job_id).await? {
+            return Ok(Submitted { job_id, replayed });
+        }
+        let accepted_at = Utc::now();
+        push(storage, build(job_id, accepted_at), job_id, None).await?;
         self.status
-            .mark_queued(job_id, JobKind::Pay, user_id, accepted_at)
+            .mark_queued(job_id, kind, user_id, accepted_at)
             .await?;
         Ok(Submitted { job_id, replayed })
     }
