@@ -35,48 +35,10 @@ fn manager_config(config: &Config) -> ConnectionManagerConfig {
         .set_number_of_retries(2)
 }
 
-/// Builds every Redis key of one stack under its prefix.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    /// Keys under `prefix:`.
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// `prefix:part`.
-    pub fn key(&self, part: &str) -> String {
-        format!("{}:{}", self.prefix, part)
-    }
-
-    /// The prefix itself.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-}
-
 /// Cheap reachability probe for `/ready`.
 pub async fn ping(conn: &mut ConnectionManager) -> Result<(), RedisError> {
     redis::cmd("PING")
         .query_async::<String>(conn)
         .await
         .map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_live_under_the_prefix() {
-        assert_eq!(
-            Keys::new("stack-a").key("queue:tokens"),
-            "stack-a:queue:tokens"
-        );
-    }
 }
