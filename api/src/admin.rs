@@ -69,7 +69,7 @@ enum Created {
 }
 
 /// Operator endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AdminApi;
 
 #[OpenApi(tag = "Tag::Admin")]

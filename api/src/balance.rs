@@ -30,7 +30,7 @@ pub struct Balance {
 }
 
 /// Balance endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct BalanceApi;
 
 #[OpenApi(tag = "Tag::Balance")]

@@ -115,7 +115,7 @@ impl From<domain::catalog::Seat> for Seat {
 }
 
 /// Catalog endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CatalogApi;
 
 #[OpenApi(tag = "Tag::Catalog")]

@@ -81,7 +81,7 @@ impl From<domain::jobs::status::JobStatus> for Job {
 }
 
 /// Job endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct JobsApi;
 
 #[OpenApi(tag = "Tag::Jobs")]

@@ -50,17 +50,7 @@ pub type Apis = (
 /// The OpenAPI service with every endpoint group.
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
-            users::UsersApi,
-            queue::QueueApi,
-            catalog::CatalogApi,
-            reservations::ReservationsApi,
-            payments::PaymentsApi,
-            balance::BalanceApi,
-            jobs::JobsApi,
-            admin::AdminApi,
-            ops::OpsApi,
-        ),
+        Apis::default(),
         "Concert reservation API",
         env!("CARGO_PKG_VERSION"),
     )

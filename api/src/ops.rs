@@ -37,7 +37,7 @@ enum ReadyResponse {
 }
 
 /// Operations endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct OpsApi;
 
 fn word(up: bool) -> String {

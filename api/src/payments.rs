@@ -19,7 +19,7 @@ pub struct Pay {
 }
 
 /// Payment endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PaymentsApi;
 
 #[OpenApi(tag = "Tag::Payments")]

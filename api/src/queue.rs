@@ -126,7 +126,7 @@ enum LeaveResponse {
 }
 
 /// Waiting-room endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct QueueApi;
 
 #[OpenApi(tag = "Tag::Queue")]

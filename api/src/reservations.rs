@@ -37,7 +37,7 @@ pub struct Reservation {
 }
 
 /// Reservation endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReservationsApi;
 
 #[OpenApi(tag = "Tag::Reservations")]

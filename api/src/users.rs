@@ -45,7 +45,7 @@ enum Created {
 }
 
 /// Account endpoints.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct UsersApi;
 
 #[OpenApi(tag = "Tag::Users")]
