@@ -75,3 +75,24 @@ async fn listen(redis_url: &str, channel: &str, waiters: &Waiters) -> redis::Red
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(w: &JobWatcher) -> usize {
+        w.waiters.lock().map(|m| m.len()).unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn an_abandoned_registration_is_forgotten() {
+        let w = JobWatcher::default();
+        let id = Uuid::now_v7();
+        let rx = w.watch(id);
+        w.forget_closed(id);
+        assert_eq!(entries(&w), 1, "a live waiter is kept");
+        drop(rx);
+        w.forget_closed(id);
+        assert_eq!(entries(&w), 0);
+    }
+}

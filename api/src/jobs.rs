@@ -100,16 +100,26 @@ impl JobsApi {
         let (id, store) = (job_id.0, state.jobs.status());
         let deadline =
             Instant::now() + Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
+        let mut registered = false;
         loop {
-            // Register before reading, so an announcement between the two is not missed.
-            let announced = state.watcher.watch(id);
+            // While waiting, register before reading, so an announcement between the two is not missed.
+            let announced = (Instant::now() < deadline).then(|| state.watcher.watch(id));
+            registered |= announced.is_some();
             let status = store.get(&state.db, id).await?;
             let now = Instant::now();
-            if status.phase.is_final() || now >= deadline {
-                state.watcher.forget_closed(id);
-                return Ok(Json(status.into()));
+            match announced {
+                Some(rx) if !status.phase.is_final() && now < deadline => {
+                    let _ = tokio::time::timeout(RECHECK.min(deadline - now), rx).await;
+                }
+                rx => {
+                    // Drop our receiver first, or its registration would survive the clean-up.
+                    drop(rx);
+                    if registered {
+                        state.watcher.forget_closed(id);
+                    }
+                    return Ok(Json(status.into()));
+                }
             }
-            let _ = tokio::time::timeout(RECHECK.min(deadline - now), announced).await;
         }
     }
 }
