@@ -11,7 +11,7 @@ use domain::{
     Config,
     jobs::{
         ExpireHoldJob, PayJob, RechargeJob, ReserveJob,
-        queue::{EXPIRE_QUEUE, JobQueue, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
+        queue::{ALL_QUEUES, EXPIRE_QUEUE, JobQueue, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
         status::StatusStore,
     },
     queue::{backend_config, worker_name},
@@ -182,7 +182,7 @@ async fn vacuum_loop(
             () = tokio::time::sleep(VACUUM_EVERY) => {}
             _ = stop.changed() => return,
         }
-        for queue in [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE] {
+        for queue in ALL_QUEUES {
             match domain::queue::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
                 Ok(n) if n > 0 => tracing::info!(queue, deleted = n, "vacuumed finished tasks"),
                 Ok(_) => {}

@@ -29,6 +29,8 @@ pub const EXPIRE_QUEUE: &str = "expire_hold";
 pub const RECHARGE_QUEUE: &str = "recharge";
 /// Payments.
 pub const PAY_QUEUE: &str = "pay";
+/// Every queue, for housekeeping that must not miss one.
+pub const ALL_QUEUES: [&str; 4] = [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE];
 
 /// How long an idempotency key is remembered (the spec asks for at least 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(25 * 3600);
