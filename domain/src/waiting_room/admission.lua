@@ -18,6 +18,7 @@ local K_SEEN = prefix .. ':wr:seen'         -- waiting token -> last poll (ms)
 local K_ACTIVE = prefix .. ':wr:active'     -- token -> session end (ms)
 local K_ADMITS = prefix .. ':wr:admits'     -- token -> admission time (ms), last second only
 local K_USERS = prefix .. ':wr:known_users' -- rebuildable cache of user ids known to PostgreSQL
+local K_RATE = prefix .. ':wr:rate_observed' -- observed admission rate, recomputed each second
 local function k_tok(id) return prefix .. ':wr:tok:' .. id end
 local function k_user(u) return prefix .. ':wr:user:' .. u end
 local function k_rate(s) return prefix .. ':wr:rate:' .. s end
@@ -72,7 +73,11 @@ local function advance()
 end
 
 -- Admissions per second observed over the last minute, or nil with too little data.
+-- Summing 60 per-second counters is most of a poll's cost, so the result is
+-- kept for a second ('-' = too little data): an estimate needs no more.
 local function observed_rate()
+  local cached = redis.call('GET', K_RATE)
+  if cached then return tonumber(cached) end
   local keys = {}
   for i = 0, 59 do keys[i + 1] = k_rate(sec - i) end
   local total, span = 0, 0
@@ -82,11 +87,15 @@ local function observed_rate()
       span = i
     end
   end
-  if total < 5 then return nil end
-  -- The current second is partial: count it as elapsed milliseconds.
-  local elapsed = (span - 1) + (now % 1000) / 1000
-  if elapsed < 1 then elapsed = 1 end
-  return total / elapsed
+  local rate = nil
+  if total >= 5 then
+    -- The current second is partial: count it as elapsed milliseconds.
+    local elapsed = (span - 1) + (now % 1000) / 1000
+    if elapsed < 1 then elapsed = 1 end
+    rate = total / elapsed
+  end
+  redis.call('SET', K_RATE, rate and tostring(rate) or '-', 'PX', 1000)
+  return rate
 end
 
 local function describe(id, created)
@@ -103,10 +112,12 @@ local function describe(id, created)
   return {'W', id, position, math.ceil(position / rate), 0, h[3], created}
 end
 
+-- The token's status ('A' or 'W') while it is live, else nil.
 local function live(id)
   local h = redis.call('HMGET', k_tok(id), 'status', 'until')
-  if h[1] == 'A' then return tonumber(h[2]) > now end
-  return h[1] == 'W' and redis.call('ZSCORE', K_WAIT, id) ~= false
+  if h[1] == 'A' and tonumber(h[2]) > now then return 'A' end
+  if h[1] == 'W' and redis.call('ZSCORE', K_WAIT, id) then return 'W' end
+  return nil
 end
 
 local function touch_waiting(id)
@@ -119,8 +130,9 @@ if cmd == 'issue' then
   local user, new_id = arg1, arg2
   if redis.call('SISMEMBER', K_USERS, user) == 0 then return {'UNKNOWN_USER'} end
   local existing = redis.call('GET', k_user(user))
-  if existing and live(existing) then
-    if redis.call('HGET', k_tok(existing), 'status') == 'W' then touch_waiting(existing) end
+  local existing_status = existing and live(existing)
+  if existing_status then
+    if existing_status == 'W' then touch_waiting(existing) end
     advance()
     return describe(existing, 0)
   end
@@ -135,8 +147,9 @@ if cmd == 'issue' then
   return describe(new_id, 1)
 elseif cmd == 'status' then
   local id = arg1
-  if not live(id) then forget(id) advance() return {'NONE'} end
-  if redis.call('HGET', k_tok(id), 'status') == 'W' then touch_waiting(id) end
+  local status = live(id)
+  if not status then forget(id) advance() return {'NONE'} end
+  if status == 'W' then touch_waiting(id) end
   advance()
   return describe(id, 0)
 elseif cmd == 'leave' then
