@@ -9,7 +9,8 @@ use crate::config::Config;
 
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the
-/// 5-minute default; plain queue names (a `:` defeats apalis' pub/sub wake-up).
+/// 5-minute default, and so a worker apalis left parked wakes within a second;
+/// plain queue names (a `:` defeats apalis' pub/sub wake-up).
 pub fn backend_config(config: &Config, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(queue_name(&config.redis_prefix, queue))
