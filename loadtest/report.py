@@ -21,7 +21,7 @@ def ms(t):
 
 print(f"# Load test {out.name}\n")
 print(f"Machine ceilings: redis-benchmark SET **{redis_rps:,.0f} rps**; pgbench reserve transaction **{pg_tps:,.0f} tps**.\n")
-print("| scenario | k6 exit | thresholds | key figures | api peak RSS MB / CPU s | worker peak RSS MB / CPU s | k6 CPU s | wall s | non-final jobs |")
+print("| scenario | k6 exit | thresholds | key figures | api peak RSS MB / CPU s / CPU µs per request | worker peak RSS MB / CPU s | k6 CPU s | wall s | non-final jobs |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in rows:
     s = load(name)
@@ -31,19 +31,24 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
                f"all final {s.get('final_after_last_accept_ms')} ms after the last accept")
     elif name == "reservations":
         hps = s.get("holds_per_second") or 0
-        key = (f"{s.get('holds_completed')} holds, {hps:.0f}/s = {hps / pg_tps:.2f} × pgbench; accept {ms(s.get('reserve_accept_ms'))}; "
+        key = (f"offered {s.get('offered_per_second')}/s: {s.get('holds_completed')} holds ({s.get('iterations_dropped')} dropped by k6), "
+               f"{hps:.0f}/s = {hps / pg_tps:.2f} × pgbench; accept {ms(s.get('reserve_accept_ms'))}; "
                f"end-to-end {ms(s.get('hold_end_to_end_ms'))}; failed {s.get('holds_failed')}")
     elif name == "waiting-room":
         ips = s.get("issues_per_second") or 0
-        key = (f"{s.get('tokens_issued')} issued, {ips:.0f}/s = {ips / redis_rps:.3f} × redis SET; issue {ms(s.get('token_issue_ms'))}; "
-               f"poll {ms(s.get('status_poll_ms'))}")
+        key = (f"offered {s.get('offered_issues_per_second')} issues/s: {s.get('tokens_issued')} issued at {ips:.0f}/s = "
+               f"{ips / redis_rps:.3f} × redis SET ({s.get('iterations_dropped')} dropped by k6); issue {ms(s.get('token_issue_ms'))}; "
+               f"{s.get('polls')} polls {ms(s.get('status_poll_ms'))}")
     elif name == "journey":
-        key = (f"{s.get('journeys_completed')} journeys ({(s.get('journeys_per_second') or 0):.1f}/s), abandoned {s.get('journeys_abandoned')}; "
-               f"journey {ms(s.get('journey_ms'))}; 5xx {s.get('server_errors')}")
+        reasons = ", ".join(f"{k} {v}" for k, v in (s.get("abandoned_by_reason") or {}).items())
+        key = (f"{s.get('journeys_completed')} journeys ({(s.get('journeys_per_second') or 0):.1f}/s), abandoned {s.get('journeys_abandoned')}"
+               f"{f' ({reasons})' if reasons else ''}; journey {ms(s.get('journey_ms'))}; 5xx {s.get('server_errors')}")
     else:
         key = (f"{s.get('recharges_applied')} applied ({(s.get('recharges_per_second') or 0):.0f}/s), failed {s.get('recharges_failed')}; "
                f"accept {ms(s.get('recharge_accept_ms'))}")
     ok = "met" if s.get("thresholds_ok") else "missed"
-    print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} | {w_rss} / {float(w_cpu):.1f} "
+    # The api's whole CPU time (setup requests included) over every request k6 made.
+    per_req = f"{float(api_cpu) * 1e6 / s['http_reqs']:.0f}" if s.get("http_reqs") else "–"
+    print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} / {per_req} | {w_rss} / {float(w_cpu):.1f} "
           f"| {float(k6_cpu or 0):.1f} | {float(elapsed):.0f} | {nonfinal} |")
 print(f"\nInvariants in PostgreSQL: {'all hold' if bad == 0 else f'{bad} violated'} (see invariants.txt). Latencies are ms.")
