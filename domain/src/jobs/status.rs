@@ -1,6 +1,8 @@
 //! Job status as clients poll it: a Redis hash per job for the fast path,
 //! PostgreSQL's `job_outcomes` as the durable truth behind it.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, TimeZone, Utc};
 use entity::job_outcomes;
 use redis::aio::ConnectionManager;
@@ -73,6 +75,9 @@ if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', AR
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
+
+/// Built once: `Script::new` hashes the source (SHA-1), and every job status write runs it.
+static MARK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(MARK));
 
 impl StatusStore {
     /// A store for the stack under `prefix`.
@@ -159,7 +164,7 @@ impl StatusStore {
             }
             None => (String::new(), String::new(), String::new()),
         };
-        let changed: i64 = redis::Script::new(MARK)
+        let changed: i64 = MARK_SCRIPT
             .key(self.key(job_id))
             .arg(phase)
             .arg(Utc::now().timestamp_millis())
