@@ -102,8 +102,9 @@ impl Config {
             queue_token_secret: r.non_empty("QUEUE_TOKEN_SECRET", DEV_TOKEN_SECRET)?,
             worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 32, 1..=10_000)?,
             worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
-            // 1 s, not 5: apalis can leave a freshly started worker parked until
-            // its next heartbeat (docs/BENCHMARKS.md). 1 s × 15 keeps the 15 s orphan window.
+            // 1 s, not 5: a worker whose poll timer lost its wake-up sleeps until the
+            // next heartbeat (worker::poll fixes the known cause; this bounds any
+            // other). 1 s × 15 keeps the 15 s orphan window.
             worker_heartbeat: r.seconds("WORKER_HEARTBEAT_SECONDS", 1)?,
             worker_missed_heartbeats: r.parse_in("WORKER_MISSED_HEARTBEATS", 15, 1..=1_000)?,
             worker_sweep_interval: r.seconds("WORKER_SWEEP_INTERVAL_SECONDS", 5)?,

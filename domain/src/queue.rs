@@ -9,7 +9,7 @@ use crate::config::Config;
 
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the
-/// 5-minute default, and so a worker apalis left parked wakes within a second;
+/// 5-minute default, and so a worker that missed a wake-up polls within a second;
 /// plain queue names (a `:` defeats apalis' pub/sub wake-up).
 pub fn backend_config(config: &Config, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()

@@ -2,6 +2,7 @@
 //! periodic sweep of overdue holds. Wiring only — behaviour lives in `domain`.
 
 pub mod handlers;
+pub mod poll;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use domain::{
     queue::{backend_config, worker_name},
 };
 use handlers::JobContext;
+use poll::ArmedInterval;
 use tokio::sync::watch;
 
 /// Overdue holds expired per sweep transaction.
@@ -84,7 +86,7 @@ macro_rules! consumer {
                 .backend(
                     RedisStorage::<$job>::new(redis.clone())
                         .with_config(backend.clone())
-                        .poll_with_interval(poll),
+                        .poll_with_strategy(ArmedInterval::new(poll)),
                 )
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
