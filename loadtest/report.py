@@ -51,4 +51,14 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
     per_req = f"{float(api_cpu) * 1e6 / s['http_reqs']:.0f}" if s.get("http_reqs") else "–"
     print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} / {per_req} | {w_rss} / {float(w_cpu):.1f} "
           f"| {float(k6_cpu or 0):.1f} | {float(elapsed):.0f} | {nonfinal} |")
+wire = [(name, json.loads((out / f"{name}-wire.json").read_text())) for name, *_ in rows if (out / f"{name}-wire.json").exists()]
+if wire:
+    print("\nServer latency on the loopback wire (`WIRE=1`: a request's first packet in to its response's first packet out; "
+          "k6's own scheduling excluded), endpoints with ≥ 100 requests:\n")
+    print("| scenario | endpoint | requests | p50 / p95 / p99 / max ms |")
+    print("| --- | --- | --- | --- |")
+    for name, endpoints in wire:
+        for ep, t in endpoints.items():
+            if t["count"] >= 100:
+                print(f"| {name} | `{ep}` | {t['count']} | {ms(t)} / {t['max']:.1f} |")
 print(f"\nInvariants in PostgreSQL: {'all hold' if bad == 0 else f'{bad} violated'} (see invariants.txt). Latencies are ms.")
