@@ -5,7 +5,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
+import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, perSecond, TREND_STATS } from './lib/common.js';
 
 const RATE = Number(__ENV.RES_RATE || 100);
 const DURATION = __ENV.RES_DURATION || '30s';
@@ -63,16 +63,13 @@ export default function (data) {
 export function handleSummary(data) {
   return summarize(data, 'reservations', (m) => {
     const count = m.holds_completed ? m.holds_completed.values.count : 0;
-    // From the first request sent to the last hold completed: what the stack
-    // sustained end to end, not k6's rate over the whole run (setup included).
-    const windowMs = m.hold_completed_at_ms && m.reserve_sent_at_ms
-      ? m.hold_completed_at_ms.values.max - m.reserve_sent_at_ms.values.min : 0;
     return {
       offered_per_second: RATE,
       reserve_accept_ms: trend(m, 'reserve_accept_ms'),
       hold_end_to_end_ms: trend(m, 'hold_end_to_end_ms'),
       holds_completed: count,
-      holds_per_second: windowMs > 0 ? (count * 1000) / windowMs : 0,
+      // First request sent to last hold completed: holds sustained end to end.
+      holds_per_second: perSecond(m, count, 'reserve_sent_at_ms', 'hold_completed_at_ms'),
       holds_failed: m.holds_failed ? m.holds_failed.values.count : 0,
       iterations_dropped: m.dropped_iterations ? m.dropped_iterations.values.count : 0,
     };

@@ -7,7 +7,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, get, signUpMany, summarize, trend, TREND_STATS } from './lib/common.js';
+import { post, get, signUpMany, summarize, trend, perSecond, TREND_STATS } from './lib/common.js';
 
 const FANS = Number(__ENV.WR_FANS || 30000);
 const RATE = Number(__ENV.WR_RATE || 5000);
@@ -80,16 +80,14 @@ export function poll(data) {
 export function handleSummary(data) {
   return summarize(data, 'waiting-room', (m) => {
     const count = m.tokens_issued ? m.tokens_issued.values.count : 0;
-    // From the first to the last successful issue: the throughput the stack
-    // achieved, not k6's rate over the whole run (which includes the setup).
-    const windowMs = m.issued_at_ms ? m.issued_at_ms.values.max - m.issued_at_ms.values.min : 0;
     return {
       offered_issues_per_second: RATE,
       token_issue_ms: trend(m, 'token_issue_ms'),
       status_poll_ms: trend(m, 'status_poll_ms'),
       tokens_issued: count,
       iterations_dropped: m.dropped_iterations ? m.dropped_iterations.values.count : 0,
-      issues_per_second: windowMs > 0 ? (count * 1000) / windowMs : 0,
+      // First to last successful issue.
+      issues_per_second: perSecond(m, count, 'issued_at_ms'),
       polls: m.polls_answered ? m.polls_answered.values.count : 0,
       server_errors: m.server_errors ? m.server_errors.values.count : 0,
     };

@@ -93,6 +93,16 @@ export function summarize(data, name, extra = {}) {
   return { stdout: `\n${name}: ${JSON.stringify(out, null, 2)}\n`, [file]: JSON.stringify(out, null, 2) };
 }
 
+/**
+ * `count` per second over a scenario's own window: from the earliest value of
+ * the `from` timestamp trend to the latest of `to` — what the stack sustained,
+ * not k6's rate over the whole run (which includes the setup).
+ */
+export function perSecond(m, count, from, to = from) {
+  const windowMs = m[from] && m[to] ? m[to].values.max - m[from].values.min : 0;
+  return windowMs > 0 ? (count * 1000) / windowMs : 0;
+}
+
 export function trend(m, metric, stats = ['p(50)', 'p(95)', 'p(99)', 'max']) {
   if (!m[metric]) return null;
   const o = {};
