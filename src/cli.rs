@@ -60,6 +60,10 @@ impl From<SeedArgs> for SeedPlan {
 
 /// Runs one subcommand to completion.
 pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    if matches!(command, Command::Api | Command::Standalone) {
+        // Before anything else starts: a refused configuration must change nothing.
+        api::refuse_public_dev_secrets(&config).await?;
+    }
     match command {
         Command::Migrate => migrate(&config).await,
         Command::Seed(args) => {

@@ -10,12 +10,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     let config = domain::Config::from_env()?;
     domain::telemetry::init(config.log_format);
-    if config.uses_dev_admin_token() {
-        tracing::warn!("ADMIN_TOKEN is the development default; set it before exposing the api");
-    }
-    if config.uses_dev_token_secret() {
+    let defaults = config.dev_secrets();
+    if !defaults.is_empty() {
         tracing::warn!(
-            "QUEUE_TOKEN_SECRET is the development default; set it before exposing the api"
+            variables = defaults.join(", "),
+            "development default secrets in use: fine on loopback, refused on a public API_ADDR"
         );
     }
     let result = cli::run(cli.command.unwrap_or_default(), config).await;

@@ -148,3 +148,66 @@ async fn api_and_worker_processes_exit_cleanly_on_sigterm() {
     assert!(wait_exit(&mut api, Duration::from_secs(15)).success());
     assert!(wait_exit(&mut worker, Duration::from_secs(15)).success());
 }
+
+#[tokio::test]
+async fn the_api_refuses_a_public_address_while_a_secret_is_its_development_default() {
+    let db = TestDb::create().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let public = format!("0.0.0.0:{}", free_port());
+    // Every default left in place: refused, each variable named, nothing migrated.
+    for command in ["api", "standalone"] {
+        let out = concert(&db, &prefix, &[command])
+            .env("API_ADDR", &public)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command} must refuse");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for name in ["ADMIN_TOKEN", "QUEUE_TOKEN_SECRET", "AUTH_JWT_SECRET"] {
+            assert!(
+                stderr.contains(name),
+                "{command}: {name} not named: {stderr}"
+            );
+        }
+    }
+    // The database is a clone of the migrated template: standalone's seed never ran.
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM users").await
+            + scalar(&db, "SELECT count(*) FROM concerts").await,
+        0,
+        "standalone refused before seeding"
+    );
+    // One default left: still refused, and only that one is named.
+    let out = concert(&db, &prefix, &["api"])
+        .env("API_ADDR", &public)
+        .env("ADMIN_TOKEN", "a-real-admin-token")
+        .env("QUEUE_TOKEN_SECRET", "a-real-queue-token-secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AUTH_JWT_SECRET") && !stderr.contains("ADMIN_TOKEN"),
+        "{stderr}"
+    );
+    // Every secret set: it serves on the public address.
+    let mut api = concert(&db, &prefix, &["api"])
+        .env("API_ADDR", &public)
+        .env("ADMIN_TOKEN", "a-real-admin-token")
+        .env("QUEUE_TOKEN_SECRET", "a-real-queue-token-secret")
+        .env("AUTH_JWT_SECRET", "a-real-jwt-secret-of-at-least-32-bytes")
+        .spawn()
+        .unwrap();
+    let port = public.rsplit(':').next().unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while !matches!(
+        http.get(format!("http://127.0.0.1:{port}/health")).send().await,
+        Ok(r) if r.status() == 200
+    ) {
+        assert!(api.try_wait().unwrap().is_none(), "the api exited");
+        assert!(started.elapsed() < Duration::from_secs(20), "never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&api);
+    assert!(wait_exit(&mut api, Duration::from_secs(15)).success());
+}

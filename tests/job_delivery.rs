@@ -38,7 +38,11 @@ fn job(user_id: Uuid, schedule_id: i64, seats: &[i16]) -> ReserveJob {
     }
 }
 
-const TTL: Duration = Duration::from_secs(300);
+/// These tests are about delivery, not the per-person cap: one user holds many seats.
+const HOLDS: domain::booking::HoldPolicy = domain::booking::HoldPolicy {
+    ttl: Duration::from_secs(300),
+    max_seats_per_user: 50,
+};
 
 #[tokio::test]
 async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
@@ -48,10 +52,10 @@ async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
         .await
         .unwrap();
     let first_job = job(user, schedule, &[1, 2]);
-    let first = domain::booking::reserve(&db, &first_job, TTL)
+    let first = domain::booking::reserve(&db, &first_job, &HOLDS)
         .await
         .unwrap();
-    let again = domain::booking::reserve(&db, &first_job, TTL)
+    let again = domain::booking::reserve(&db, &first_job, &HOLDS)
         .await
         .unwrap();
     assert!(matches!(first, Outcome::Succeeded(_)));
@@ -59,7 +63,7 @@ async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
     assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 1);
     // A failed outcome is replayed too, even after the seats free up.
     let loser = job(user, schedule, &[2, 3]);
-    let failed = domain::booking::reserve(&db, &loser, TTL).await.unwrap();
+    let failed = domain::booking::reserve(&db, &loser, &HOLDS).await.unwrap();
     assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "SEAT_UNAVAILABLE"));
     use sea_orm::ConnectionTrait;
     app.db
@@ -67,7 +71,7 @@ async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
         .await
         .unwrap();
     assert_eq!(
-        domain::booking::reserve(&db, &loser, TTL).await.unwrap(),
+        domain::booking::reserve(&db, &loser, &HOLDS).await.unwrap(),
         failed
     );
     assert_eq!(app.scalar("SELECT count(*) FROM job_outcomes").await, 2);
@@ -82,7 +86,7 @@ async fn two_deliveries_of_one_job_racing_each_other_have_one_effect() {
         .unwrap();
     for round in 0..10_i16 {
         let j = job(user, schedule, &[round * 2 + 1, round * 2 + 2]);
-        let outcomes = join_all((0..4).map(|_| domain::booking::reserve(&db, &j, TTL))).await;
+        let outcomes = join_all((0..4).map(|_| domain::booking::reserve(&db, &j, &HOLDS))).await;
         let outcomes: Vec<Outcome> = outcomes.into_iter().map(Result::unwrap).collect();
         assert!(
             outcomes.iter().all(|o| o == &outcomes[0]),
@@ -134,7 +138,7 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
     );
     let outcome = Outcome::Succeeded(serde_json::json!({"ok": true}));
     store
-        .mark_final(id, JobKind::Reserve, at, &outcome)
+        .mark_final(id, JobKind::Reserve, user, at, &outcome)
         .await
         .unwrap();
     store
@@ -199,7 +203,10 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
         .enumerate()
         .map(|(i, (s, n))| {
             let (app, fan) = (&app, &fans[i % fans.len()]);
-            async move { TestApp::accepted_job(app.reserve(fan, s, &[n], None).await).await }
+            async move {
+                let id = TestApp::accepted_job(app.reserve(fan, s, &[n], None).await).await;
+                (fan, id)
+            }
         });
     let job_ids = join_all(requests).await;
     let total = job_ids.len();
@@ -224,7 +231,7 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
     let redis = domain::redis_conn::connect(&app.config).await.unwrap();
     let store = StatusStore::new(redis, app.redis_prefix());
     let mut running = 0;
-    for id in &job_ids {
+    for (_, id) in &job_ids {
         let status = store
             .get(&app.db, Uuid::parse_str(id).unwrap())
             .await
@@ -238,7 +245,12 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
     );
 
     let mut survivor = worker_process(&app, "32");
-    let jobs = join_all(job_ids.iter().map(|id| app.final_job(id))).await;
+    let jobs = join_all(
+        job_ids
+            .iter()
+            .map(|(fan, id)| app.final_job(&fan.access, id)),
+    )
+    .await;
     survivor.kill().unwrap();
     survivor.wait().unwrap();
     let succeeded = jobs.iter().filter(|j| j["status"] == "SUCCEEDED").count();
@@ -264,7 +276,7 @@ async fn the_vacuum_removes_only_old_finished_tasks() {
         .unwrap();
     let fan = app.active_fan().await;
     let id = TestApp::accepted_job(app.reserve(&fan, schedule, &[1], None).await).await;
-    assert_eq!(app.final_job(&id).await["status"], "SUCCEEDED");
+    assert_eq!(app.final_job(&fan.access, &id).await["status"], "SUCCEEDED");
     let redis = domain::redis_conn::connect(&app.config).await.unwrap();
     let data = format!("{}_reserve:data", app.redis_prefix());
     let present = || {

@@ -61,8 +61,11 @@ async fn a_request_to_a_down_database_is_a_retryable_503_problem() {
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
         .spawn()
         .await;
-    let path = format!("/v1/users/{}", uuid::Uuid::new_v4());
-    let body = common::problem(app.get(&path).await, 503).await;
+    // A well-formed caller, so the request gets as far as the database.
+    let user = uuid::Uuid::new_v4();
+    let identity = domain::identity::Identity::from_config(&app.config).unwrap();
+    let access = identity.mint(user).unwrap().token;
+    let body = common::problem(app.get_as(&access, &format!("/v1/users/{user}")).await, 503).await;
     assert_eq!(body["code"], "UNAVAILABLE");
 }
 
@@ -105,9 +108,30 @@ async fn swagger_ui_and_the_spec_document_every_endpoint() {
             "{path}: {security}"
         );
     }
+    // The access token is offered too, and declared by every user-scoped operation.
+    let access = &spec["components"]["securitySchemes"]["AccessToken"];
+    assert_eq!(
+        (access["scheme"].as_str(), access["bearerFormat"].as_str()),
+        (Some("bearer"), Some("JWT"))
+    );
+    for (path, method) in [
+        ("/v1/queue/tokens", "post"),
+        ("/v1/users/{userId}", "get"),
+        ("/v1/users/{userId}/balance", "get"),
+        ("/v1/users/{userId}/balance/recharges", "post"),
+    ] {
+        let security = spec["paths"][path][method]["security"].to_string();
+        assert!(security.contains("AccessToken"), "{path}: {security}");
+    }
+    // A job is read with either token: two alternatives in the document.
+    let security = &spec["paths"]["/v1/jobs/{jobId}"]["get"]["security"];
+    assert_eq!(
+        security,
+        &serde_json::json!([{ "AccessToken": [] }, { "QueueToken": [] }])
+    );
     assert!(
-        spec["paths"]["/v1/queue/tokens"]["post"]["security"].is_null(),
-        "issuing a token needs none"
+        spec["paths"]["/v1/users"]["post"]["security"].is_null(),
+        "signing up needs no token"
     );
 }
 

@@ -51,7 +51,7 @@ async fn a_reserve_is_accepted_at_once_and_its_job_holds_the_seats() {
     let schedule = first_schedule(&app).await;
     let fan = app.active_fan().await;
     let job_id = TestApp::accepted_job(app.reserve(&fan, schedule, &[7, 3], None).await).await;
-    let job = app.final_job(&job_id).await;
+    let job = app.final_job(&fan.token, &job_id).await;
     assert_eq!(
         (job["status"].as_str(), job["kind"].as_str()),
         (Some("SUCCEEDED"), Some("RESERVE")),
@@ -92,10 +92,18 @@ async fn a_thousand_concurrent_reserves_of_one_seat_make_exactly_one_hold() {
     let fans = fans(&app, 100).await;
     let requests = (0..1000).map(|i| {
         let (app, fan) = (&app, &fans[i % fans.len()]);
-        async move { TestApp::accepted_job(app.reserve(fan, schedule, &[25], None).await).await }
+        async move {
+            let id = TestApp::accepted_job(app.reserve(fan, schedule, &[25], None).await).await;
+            (fan, id)
+        }
     });
     let job_ids = join_all(requests).await;
-    let jobs = join_all(job_ids.iter().map(|id| app.final_job(id))).await;
+    let jobs = join_all(
+        job_ids
+            .iter()
+            .map(|(fan, id)| app.final_job(&fan.access, id)),
+    )
+    .await;
     let won = jobs.iter().filter(|j| j["status"] == "SUCCEEDED").count();
     let lost = jobs
         .iter()
@@ -113,7 +121,12 @@ async fn a_thousand_concurrent_reserves_of_one_seat_make_exactly_one_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_multi_seat_requests_never_hold_partially_or_twice() {
-    let app = TestApp::builder().workers(2).spawn().await;
+    // Each fan holds up to 24 seats over the rounds: lift the per-person cap.
+    let app = TestApp::builder()
+        .workers(2)
+        .env("MAX_SEATS_PER_USER", "50")
+        .spawn()
+        .await;
     let schedule = first_schedule(&app).await;
     let fans = fans(&app, 6).await;
     for round in 0..12_i64 {
@@ -124,14 +137,15 @@ async fn overlapping_multi_seat_requests_never_hold_partially_or_twice() {
             async move {
                 (
                     seats,
+                    fan,
                     TestApp::accepted_job(app.reserve(fan, schedule, &seats, None).await).await,
                 )
             }
         });
         let submitted = join_all(requests).await;
         let mut held: Vec<i64> = Vec::new();
-        for (seats, job_id) in submitted {
-            let job = app.final_job(&job_id).await;
+        for (seats, fan, job_id) in submitted {
+            let job = app.final_job(&fan.token, &job_id).await;
             if job["status"] == "SUCCEEDED" {
                 let got: Vec<i64> = job["result"]["seatNumbers"]
                     .as_array()
@@ -181,7 +195,10 @@ async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
     let schedule = first_schedule(&app).await;
     let fan = app.active_fan().await;
     let job = app
-        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await,
+        )
         .await;
     let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
     // The delayed ExpireHold job (not the sweep, which is off) expires it in PostgreSQL.
@@ -196,7 +213,10 @@ async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
     .await;
     assert_eq!(seat_status(&app, &fan, schedule, 10).await, "AVAILABLE");
     let again = app
-        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(app.reserve(&fan, schedule, &[10], None).await).await,
+        )
         .await;
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
 }
@@ -212,7 +232,10 @@ async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
     let schedule = first_schedule(&app).await;
     let fan = app.active_fan().await;
     let job = app
-        .final_job(&TestApp::accepted_job(app.reserve(&fan, schedule, &[12], None).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(app.reserve(&fan, schedule, &[12], None).await).await,
+        )
         .await;
     let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
     // Delete the delayed job from Redis: it can no longer run.
@@ -264,7 +287,10 @@ async fn the_same_key_returns_the_same_job_and_one_effect_and_another_body_is_42
     }))
     .await;
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
-    assert_eq!(app.final_job(&ids[0]).await["status"], "SUCCEEDED");
+    assert_eq!(
+        app.final_job(&fan.access, &ids[0]).await["status"],
+        "SUCCEEDED"
+    );
     assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 1);
     let p = problem(
         app.reserve(&fan, schedule, &[31], Some("click-1")).await,
@@ -296,7 +322,7 @@ async fn a_job_is_queued_until_a_worker_runs_it_and_a_long_poll_returns_when_it_
     let fan = app.active_fan().await;
     let job_id = TestApp::accepted_job(app.reserve(&fan, schedule, &[40], None).await).await;
     let queued: Value = app
-        .get(&format!("/v1/jobs/{job_id}?waitSeconds=1"))
+        .get_as(&fan.access, &format!("/v1/jobs/{job_id}?waitSeconds=1"))
         .await
         .json()
         .await
@@ -306,6 +332,7 @@ async fn a_job_is_queued_until_a_worker_runs_it_and_a_long_poll_returns_when_it_
     let waiting = app
         .http
         .get(app.url(&format!("/v1/jobs/{job_id}?waitSeconds=30")))
+        .bearer_auth(&fan.token)
         .send();
     let worker = TestApp::builder().sibling_of(&app).workers(1).spawn();
     let (resp, _worker) = tokio::join!(waiting, worker);
@@ -316,17 +343,17 @@ async fn a_job_is_queued_until_a_worker_runs_it_and_a_long_poll_returns_when_it_
 #[tokio::test]
 async fn job_status_errors_are_problems() {
     let app = TestApp::spawn().await;
-    problem(
-        app.get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())).await,
-        404,
-    )
-    .await;
+    let user = app.sign_up("reader").await;
+    let access = app.access_token(&user).await;
+    let unknown = format!("/v1/jobs/{}", uuid::Uuid::new_v4());
+    problem(app.get_as(&access, &unknown).await, 404).await;
+    problem(app.get(&unknown).await, 401).await;
     assert_eq!(
-        problem(app.get("/v1/jobs/not-a-uuid").await, 400).await["field"],
+        problem(app.get_as(&access, "/v1/jobs/not-a-uuid").await, 400).await["field"],
         "jobId"
     );
     let p = problem(
-        app.get(&format!("/v1/jobs/{}?waitSeconds=31", uuid::Uuid::new_v4()))
+        app.get_as(&access, &format!("{unknown}?waitSeconds=31"))
             .await,
         400,
     )
@@ -388,6 +415,7 @@ async fn bad_reserve_requests_are_refused_before_anything_is_queued() {
     let waiting_user = app.sign_up("late").await;
     let waiting: Value = app.issue_token(&waiting_user).await.json().await.unwrap();
     let late = Fan {
+        access: app.access_token(&waiting_user).await,
         user_id: waiting_user,
         token: waiting["token"].as_str().unwrap().to_owned(),
     };

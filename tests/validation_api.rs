@@ -126,7 +126,7 @@ async fn malformed_and_unknown_ids_are_400_and_404() {
     let app = TestApp::spawn().await;
     let fan = app.active_fan().await;
     assert_eq!(
-        problem(app.get("/v1/users/not-a-uuid").await, 400).await["field"],
+        problem(app.get_as(&fan.access, "/v1/users/not-a-uuid").await, 400).await["field"],
         "userId"
     );
     assert_eq!(
@@ -134,7 +134,7 @@ async fn malformed_and_unknown_ids_are_400_and_404() {
         "scheduleId"
     );
     let p = problem(
-        app.get(&format!("/v1/users/{}", uuid::Uuid::new_v4()))
+        app.get_as(&fan.access, &format!("/v1/users/{}", uuid::Uuid::new_v4()))
             .await,
         404,
     )
@@ -206,8 +206,10 @@ async fn a_valid_sign_up_creates_exactly_one_user_with_an_empty_wallet() {
     let user: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(user["name"], "Kim");
     let id = user["userId"].as_str().unwrap();
+    let access = user["accessToken"].as_str().unwrap();
+    assert!(user["accessTokenExpiresAt"].is_string(), "{user}");
     let fetched: serde_json::Value = app
-        .get(&format!("/v1/users/{id}"))
+        .get_as(access, &format!("/v1/users/{id}"))
         .await
         .json()
         .await

@@ -56,16 +56,77 @@ async fn asking_again_returns_the_same_live_token() {
 }
 
 #[tokio::test]
-async fn an_unknown_user_is_404_and_a_malformed_id_is_400() {
+async fn a_place_in_line_needs_the_callers_own_access_token() {
     let app = TestApp::spawn().await;
+    let issue = |token: Option<String>, body: Option<Value>| {
+        let mut req = app.http.post(app.url("/v1/queue/tokens"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    // No access token, or a queue-token-shaped string: 401, nobody is put in line.
+    let p = problem(issue(None, Some(serde_json::json!({}))).await.unwrap(), 401).await;
+    assert_eq!(p["code"], "UNAUTHORIZED");
+    problem(issue(Some("wr1.x.y".into()), None).await.unwrap(), 401).await;
+    // Someone else's id in the body: 403; a malformed one: 400.
+    let me = app.sign_up("me").await;
+    let other = app.sign_up("other").await;
+    let access = app.access_token(&me).await;
     let p = problem(
-        app.issue_token(&uuid::Uuid::new_v4().to_string()).await,
-        404,
+        issue(
+            Some(access.clone()),
+            Some(serde_json::json!({ "userId": other })),
+        )
+        .await
+        .unwrap(),
+        403,
     )
     .await;
-    assert_eq!(p["code"], "NOT_FOUND");
-    let p = problem(app.issue_token("not-a-uuid").await, 400).await;
     assert_eq!(p["field"], "userId");
+    let p = problem(
+        issue(
+            Some(access.clone()),
+            Some(serde_json::json!({ "userId": "nope" })),
+        )
+        .await
+        .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(p["field"], "userId");
+    let waiting: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}:wr:waiting", app.redis_prefix()))
+        .query_async(
+            &mut redis::Client::open(common::redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0, "nobody was put in line");
+    // One's own id in the body, or no body at all: the caller's token.
+    let mine = ticket(
+        issue(
+            Some(access.clone()),
+            Some(serde_json::json!({ "userId": me })),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let again = ticket(issue(Some(access), None).await.unwrap()).await;
+    assert_eq!(mine["token"], again["token"]);
+    // A valid token whose user does not exist (deleted, say): 404.
+    let identity = domain::identity::Identity::from_config(&app.config).unwrap();
+    let ghost = identity.mint(uuid::Uuid::new_v4()).unwrap().token;
+    let p = problem(issue(Some(ghost), None).await.unwrap(), 404).await;
+    assert_eq!(p["code"], "NOT_FOUND");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,20 @@ use common::{Fan, TestApp, problem};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
+/// Recharges `user` with their own access token.
 async fn recharge(
     app: &TestApp,
+    user: &str,
+    amount: Value,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let token = app.access_token(user).await;
+    recharge_as(app, &token, user, amount, key).await
+}
+
+async fn recharge_as(
+    app: &TestApp,
+    token: &str,
     user: &str,
     amount: Value,
     key: Option<&str>,
@@ -19,6 +31,7 @@ async fn recharge(
     let mut req = app
         .http
         .post(app.url(&format!("/v1/users/{user}/balance/recharges")))
+        .bearer_auth(token)
         .json(&json!({ "amount": amount }));
     if let Some(key) = key {
         req = req.header("Idempotency-Key", key);
@@ -27,8 +40,9 @@ async fn recharge(
 }
 
 async fn balance(app: &TestApp, user: &str) -> i64 {
+    let token = app.access_token(user).await;
     let body: Value = app
-        .get(&format!("/v1/users/{user}/balance"))
+        .get_as(&token, &format!("/v1/users/{user}/balance"))
         .await
         .json()
         .await
@@ -49,13 +63,19 @@ async fn pay(app: &TestApp, fan: &Fan, reservation: &str) -> reqwest::Response {
 /// Tops `fan` up by `amount` and waits for it.
 async fn funded(app: &TestApp, fan: &Fan, amount: i64) {
     let job = TestApp::accepted_job(recharge(app, &fan.user_id, json!(amount), None).await).await;
-    assert_eq!(app.final_job(&job).await["status"], "SUCCEEDED");
+    assert_eq!(
+        app.final_job(&fan.access, &job).await["status"],
+        "SUCCEEDED"
+    );
 }
 
 /// A held reservation of `seat` for `fan`; returns its id.
 async fn held(app: &TestApp, fan: &Fan, schedule: i64, seat: i64) -> String {
     let job = app
-        .final_job(&TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await,
+        )
         .await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     job["result"]["reservationId"].as_str().unwrap().to_owned()
@@ -92,7 +112,8 @@ async fn a_hundred_concurrent_recharges_never_lose_an_update() {
         TestApp::accepted_job(recharge(&app, &user, json!(1000), None).await).await
     }))
     .await;
-    let done = join_all(jobs.iter().map(|j| app.final_job(j))).await;
+    let token = app.access_token(&user).await;
+    let done = join_all(jobs.iter().map(|j| app.final_job(&token, j))).await;
     assert!(
         done.iter().all(|j| j["status"] == "SUCCEEDED"),
         "{:?}",
@@ -116,7 +137,11 @@ async fn one_recharge_sent_ten_times_at_once_with_one_key_is_applied_once() {
     }))
     .await;
     assert!(jobs.iter().all(|j| j == &jobs[0]));
-    assert_eq!(app.final_job(&jobs[0]).await["result"]["balance"], 5000);
+    let token = app.access_token(&user).await;
+    assert_eq!(
+        app.final_job(&token, &jobs[0]).await["result"]["balance"],
+        5000
+    );
     assert_eq!(balance(&app, &user).await, 5000);
     let p = problem(
         recharge(&app, &user, json!(6000), Some("topup-1")).await,
@@ -142,15 +167,33 @@ async fn bad_recharges_are_refused_and_write_nothing() {
         let p = problem(recharge(&app, &user, amount.clone(), None).await, 400).await;
         assert_eq!(p["field"], "amount", "{amount}");
     }
-    let stranger = uuid::Uuid::new_v4().to_string();
-    problem(recharge(&app, &stranger, json!(100), None).await, 404).await;
-    problem(app.get(&format!("/v1/users/{stranger}/balance")).await, 404).await;
+    // Another user's id, even with a valid token of one's own, is not found.
+    let token = app.access_token(&user).await;
+    let other = app.sign_up("other").await;
+    for stranger in [uuid::Uuid::new_v4().to_string(), other] {
+        let p = problem(
+            recharge_as(&app, &token, &stranger, json!(100), None).await,
+            404,
+        )
+        .await;
+        assert_eq!(p["code"], "NOT_FOUND");
+        let path = format!("/v1/users/{stranger}/balance");
+        problem(app.get_as(&token, &path).await, 404).await;
+    }
+    // No token at all is 401.
+    problem(recharge_as(&app, "", &user, json!(100), None).await, 401).await;
+    problem(app.get(&format!("/v1/users/{user}/balance")).await, 401).await;
     assert_eq!(app.scalar("SELECT count(*) FROM ledger_entries").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_payments_at_once_with_balance_for_two_confirm_exactly_two() {
-    let app = TestApp::builder().workers(1).spawn().await;
+    // One fan holds five seats here: lift the per-person cap of four.
+    let app = TestApp::builder()
+        .workers(1)
+        .env("MAX_SEATS_PER_USER", "5")
+        .spawn()
+        .await;
     let sid = schedule(&app, 2000).await;
     let fan = app.active_fan().await;
     funded(&app, &fan, 5000).await;
@@ -161,7 +204,7 @@ async fn five_payments_at_once_with_balance_for_two_confirm_exactly_two() {
             .map(|r| async { TestApp::accepted_job(pay(&app, &fan, r).await).await }),
     )
     .await;
-    let done = join_all(jobs.iter().map(|j| app.final_job(j))).await;
+    let done = join_all(jobs.iter().map(|j| app.final_job(&fan.access, j))).await;
     let paid = done.iter().filter(|j| j["status"] == "SUCCEEDED").count();
     let short = done
         .iter()
@@ -188,7 +231,7 @@ async fn five_concurrent_payments_of_one_reservation_make_one_payment() {
         (0..5).map(|_| async { TestApp::accepted_job(pay(&app, &fan, &rid).await).await }),
     )
     .await;
-    let done = join_all(jobs.iter().map(|j| app.final_job(j))).await;
+    let done = join_all(jobs.iter().map(|j| app.final_job(&fan.access, j))).await;
     assert_eq!(
         done.iter().filter(|j| j["status"] == "SUCCEEDED").count(),
         1,
@@ -227,7 +270,10 @@ async fn paying_an_expired_hold_fails_and_charges_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let job = app
-        .final_job(&TestApp::accepted_job(pay(&app, &fan, &rid).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(pay(&app, &fan, &rid).await).await,
+        )
         .await;
     assert_eq!(job["error"]["code"], "HOLD_EXPIRED", "{job}");
     assert_eq!(balance(&app, &fan.user_id).await, 10_000);
@@ -248,7 +294,10 @@ async fn payment_racing_expiry_never_both_and_never_neither_but_charged() {
         let fan = app.active_fan().await;
         funded(&app, &fan, 1000).await;
         let job = app
-            .final_job(&TestApp::accepted_job(app.reserve(&fan, sid, &[seat], None).await).await)
+            .final_job(
+                &fan.access,
+                &TestApp::accepted_job(app.reserve(&fan, sid, &[seat], None).await).await,
+            )
             .await;
         let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
         let expires =
@@ -260,7 +309,10 @@ async fn payment_racing_expiry_never_both_and_never_neither_but_charged() {
             tokio::time::sleep(wait).await;
         }
         let outcome = app
-            .final_job(&TestApp::accepted_job(pay(&app, &fan, &rid).await).await)
+            .final_job(
+                &fan.access,
+                &TestApp::accepted_job(pay(&app, &fan, &rid).await).await,
+            )
             .await;
         // Let expiry have its chance too, then read the truth.
         let started = Instant::now();
@@ -324,12 +376,16 @@ async fn someone_elses_reservation_reads_as_not_found() {
     funded(&app, &thief, 10_000).await;
     let rid = held(&app, &owner, sid, 1).await;
     let job = app
-        .final_job(&TestApp::accepted_job(pay(&app, &thief, &rid).await).await)
+        .final_job(
+            &thief.access,
+            &TestApp::accepted_job(pay(&app, &thief, &rid).await).await,
+        )
         .await;
     assert_eq!(job["error"]["code"], "RESERVATION_NOT_FOUND");
     assert_eq!(balance(&app, &thief.user_id).await, 10_000);
     let missing = app
         .final_job(
+            &thief.access,
             &TestApp::accepted_job(pay(&app, &thief, &uuid::Uuid::new_v4().to_string()).await)
                 .await,
         )
@@ -353,7 +409,10 @@ async fn after_payment_the_token_is_401_and_the_next_fan_is_admitted() {
     funded(&app, &buyer, 1000).await;
     let rid = held(&app, &buyer, sid, 2).await;
     let job = app
-        .final_job(&TestApp::accepted_job(pay(&app, &buyer, &rid).await).await)
+        .final_job(
+            &buyer.access,
+            &TestApp::accepted_job(pay(&app, &buyer, &rid).await).await,
+        )
         .await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     assert_eq!(
@@ -391,8 +450,11 @@ async fn a_paid_hold_is_untouched_by_its_expiry_job() {
     funded(&app, &fan, 1000).await;
     let rid = held(&app, &fan, sid, 3).await;
     assert_eq!(
-        app.final_job(&TestApp::accepted_job(pay(&app, &fan, &rid).await).await)
-            .await["status"],
+        app.final_job(
+            &fan.access,
+            &TestApp::accepted_job(pay(&app, &fan, &rid).await).await
+        )
+        .await["status"],
         "SUCCEEDED"
     );
     let done = format!("{}_expire_hold:done", app.redis_prefix());
@@ -445,7 +507,11 @@ async fn a_fan_walks_the_whole_journey_over_http() {
     let topup =
         TestApp::accepted_job(recharge(&app, &user, json!(200_000), Some("first-topup")).await)
             .await;
-    assert_eq!(app.final_job(&topup).await["result"]["balance"], 200_000);
+    let access = app.access_token(&user).await;
+    assert_eq!(
+        app.final_job(&access, &topup).await["result"]["balance"],
+        200_000
+    );
     // Get in line and wait to be admitted (the fan ahead leaves).
     let ticket: Value = app.issue_token(&user).await.json().await.unwrap();
     assert_eq!(
@@ -482,6 +548,7 @@ async fn a_fan_walks_the_whole_journey_over_http() {
     }
     let fan = Fan {
         user_id: user.clone(),
+        access,
         token: token.clone(),
     };
     // Browse dates and seats.
@@ -509,6 +576,7 @@ async fn a_fan_walks_the_whole_journey_over_http() {
     // Reserve two seats and poll.
     let hold = app
         .final_job(
+            &fan.token,
             &TestApp::accepted_job(app.reserve(&fan, sid, &[20, 21], Some("r-1")).await).await,
         )
         .await;
@@ -516,7 +584,10 @@ async fn a_fan_walks_the_whole_journey_over_http() {
     let rid = hold["result"]["reservationId"].as_str().unwrap().to_owned();
     // Pay and poll.
     let paid = app
-        .final_job(&TestApp::accepted_job(pay(&app, &fan, &rid).await).await)
+        .final_job(
+            &fan.access,
+            &TestApp::accepted_job(pay(&app, &fan, &rid).await).await,
+        )
         .await;
     assert_eq!(
         (paid["status"].as_str(), paid["result"]["amount"].as_i64()),

@@ -2,8 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, param::Path, payload::Json,
+};
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::{catalog::Schedule, json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
 
@@ -68,12 +71,52 @@ enum Created {
     Created(Json<CreatedConcert>, #[oai(header = "Location")] String),
 }
 
+/// An access token minted by an operator.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AccessToken {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+enum Minted {
+    /// A new access token for the user (earlier ones stay valid until they expire).
+    #[oai(status = 201)]
+    Created(Json<AccessToken>),
+}
+
 /// Operator endpoints.
 #[derive(Debug, Default)]
 pub struct AdminApi;
 
 #[OpenApi(tag = "Tag::Admin")]
 impl AdminApi {
+    /// Mint an access token for an existing user: for seeded users, load tests and
+    /// support. 409 when an external identity provider issues the tokens.
+    #[oai(path = "/v1/admin/users/:userId/access-tokens", method = "post")]
+    async fn mint_access_token(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminAuth,
+        #[oai(name = "userId")] user_id: Path<Uuid>,
+    ) -> Result<Minted, Problem> {
+        if state.identity.is_external() {
+            return Err(crate::users::external_issuer());
+        }
+        domain::accounts::get_user(&state.db, user_id.0).await?;
+        let minted = state
+            .identity
+            .mint(user_id.0)
+            .ok_or_else(Problem::internal)?;
+        tracing::info!(user.id = %user_id.0, "access token minted by an operator");
+        Ok(Minted::Created(Json(AccessToken {
+            access_token: minted.token,
+            expires_at: minted.expires_at,
+        })))
+    }
+
     /// Create a concert with its schedules; each schedule gets seats 1..50.
     #[oai(path = "/v1/admin/concerts", method = "post")]
     async fn create_concert(

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    accepted::AcceptedResponse, json_body::JsonBody, problem::Problem, request_id::RequestId,
-    state::AppState, tags::Tag,
+    accepted::AcceptedResponse, access::Caller, json_body::JsonBody, problem::Problem,
+    request_id::RequestId, state::AppState, tags::Tag,
 };
 
 /// A top-up.
@@ -35,12 +35,13 @@ pub struct BalanceApi;
 
 #[OpenApi(tag = "Tag::Balance")]
 impl BalanceApi {
-    /// Top up a balance. Answers at once with a job; the job's result is `{ balance }`.
+    /// Top up your balance. Answers at once with a job; the job's result is `{ balance }`.
     /// Send an `Idempotency-Key` so a double click is applied once.
     #[oai(path = "/v1/users/:userId/balance/recharges", method = "post")]
     async fn recharge(
         &self,
         state: Data<&AppState>,
+        caller: Caller,
         request_id: Data<&RequestId>,
         #[oai(name = "userId")] user_id: Path<Uuid>,
         /// Repeat a request safely: the same key returns the same job (kept 25 h).
@@ -48,6 +49,7 @@ impl BalanceApi {
         idempotency_key: Header<Option<String>>,
         body: JsonBody<Recharge>,
     ) -> Result<AcceptedResponse, Problem> {
+        caller.owns(user_id.0)?;
         let amount = domain::wallet::validate_amount(body.amount)?;
         ensure_user(&state, user_id.0).await?;
         let submitted = state
@@ -63,13 +65,15 @@ impl BalanceApi {
         Ok(AcceptedResponse::for_job(submitted.job_id))
     }
 
-    /// A user's balance in won.
+    /// Your balance in won.
     #[oai(path = "/v1/users/:userId/balance", method = "get")]
     async fn balance(
         &self,
         state: Data<&AppState>,
+        caller: Caller,
         #[oai(name = "userId")] user_id: Path<Uuid>,
     ) -> Result<Json<Balance>, Problem> {
+        caller.owns(user_id.0)?;
         let balance = domain::wallet::balance(&state.db, user_id.0).await?;
         Ok(Json(Balance {
             user_id: user_id.0,

@@ -9,7 +9,7 @@ use poem_openapi::{Enum, Object, OpenApi, param::Path, param::Query, payload::Js
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::{problem::Problem, state::AppState, tags::Tag};
+use crate::{access::JobReader, problem::Problem, state::AppState, tags::Tag};
 
 /// Longest allowed `waitSeconds`.
 pub const MAX_WAIT_SECONDS: u64 = 30;
@@ -86,40 +86,48 @@ pub struct JobsApi;
 
 #[OpenApi(tag = "Tag::Jobs")]
 impl JobsApi {
-    /// A job's status. With `waitSeconds` (0–30) the answer waits until the job
-    /// is final or the time is up, so clients need not poll in a loop.
+    /// Your job's status (another user's job reads as not found). With
+    /// `waitSeconds` (0–30) the answer waits until the job is final or the time
+    /// is up, so clients need not poll in a loop. Send your access token, or the
+    /// queue token you reserved with (it ends when you pay; the access token does not).
     #[oai(path = "/v1/jobs/:jobId", method = "get")]
     async fn get(
         &self,
         state: Data<&AppState>,
+        reader: JobReader,
         #[oai(name = "jobId")] job_id: Path<Uuid>,
         #[oai(name = "waitSeconds", validator(maximum(value = "30")))] wait_seconds: Query<
             Option<u64>,
         >,
     ) -> Result<Json<Job>, Problem> {
-        let (id, store) = (job_id.0, state.jobs.status());
+        let (id, store, reader) = (job_id.0, state.jobs.status(), reader.user_id());
         let deadline =
             Instant::now() + Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
         let mut registered = false;
-        loop {
-            // While waiting, register before reading, so an announcement between the two is not missed.
-            let announced = (Instant::now() < deadline).then(|| state.watcher.watch(id));
-            registered |= announced.is_some();
-            let status = store.get(&state.db, id).await?;
-            let now = Instant::now();
-            match announced {
-                Some(rx) if !status.phase.is_final() && now < deadline => {
-                    let _ = tokio::time::timeout(RECHECK.min(deadline - now), rx).await;
+        let answer = async {
+            loop {
+                // While waiting, register before reading, so an announcement between the two is not missed.
+                let announced = (Instant::now() < deadline).then(|| state.watcher.watch(id));
+                registered |= announced.is_some();
+                let status = store.get(&state.db, id).await?;
+                if status.user_id != Some(reader) {
+                    return Err(Problem::not_found("job", id));
                 }
-                rx => {
-                    // Drop our receiver first, or its registration would survive the clean-up.
-                    drop(rx);
-                    if registered {
-                        state.watcher.forget_closed(id);
+                let now = Instant::now();
+                match announced {
+                    Some(rx) if !status.phase.is_final() && now < deadline => {
+                        let _ = tokio::time::timeout(RECHECK.min(deadline - now), rx).await;
                     }
-                    return Ok(Json(status.into()));
+                    _ => return Ok(Json(status.into())),
                 }
             }
         }
+        .await;
+        // Every way out (final, timeout, 404, error) has dropped its receiver by now,
+        // so the clean-up removes this request's registration.
+        if registered {
+            state.watcher.forget_closed(id);
+        }
+        answer
     }
 }

@@ -10,8 +10,10 @@ use std::ops::Deref;
 
 use poem::{Request, RequestBody, Result};
 use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    error::ContentTypeError,
     payload::{ParsePayload, Payload},
-    registry::{MetaSchemaRef, Registry},
+    registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
     types::{ParseFromJSON, Type},
 };
 use serde::de::DeserializeOwned;
@@ -54,21 +56,72 @@ impl<T: Type + ParseFromJSON + DeserializeOwned> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
-        let limit = request.data::<BodyLimit>().map_or(16 * 1024, |l| l.0);
-        let bytes = body
-            .take()?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => Problem::new(
-                    poem::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    format!("request body exceeds {limit} bytes"),
-                )
-                .with_field("body"),
-                other => Problem::invalid("body", format!("could not read the body: {other}")),
-            })?;
-        Ok(Self(parse(&bytes)?))
+        Ok(Self(parse(&read_limited(request, body).await?)?))
+    }
+}
+
+/// Reads the whole body, refusing more than the configured limit (413).
+async fn read_limited(request: &Request, body: &mut RequestBody) -> Result<bytes::Bytes, Problem> {
+    let limit = request.data::<BodyLimit>().map_or(16 * 1024, |l| l.0);
+    body.take()
+        .map_err(|e| Problem::invalid("body", format!("could not read the body: {e}")))?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => Problem::new(
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("request body exceeds {limit} bytes"),
+            )
+            .with_field("body"),
+            other => Problem::invalid("body", format!("could not read the body: {other}")),
+        })
+}
+
+/// A JSON body that may be left out: no body (or a blank one) is `None`; a
+/// body that is present is parsed and validated exactly like [`JsonBody`].
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<'a, T: Type + ParseFromJSON + DeserializeOwned> ApiExtractor<'a> for OptionalJsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: T::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> Result<Self> {
+        let bytes = read_limited(request, body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        match request.content_type() {
+            Some(ct) if <JsonBody<T> as Payload>::check_content_type(ct) => {
+                Ok(Self(Some(parse(&bytes)?)))
+            }
+            Some(ct) => Err(ContentTypeError::NotSupported {
+                content_type: ct.to_owned(),
+            }
+            .into()),
+            None => Err(ContentTypeError::ExpectContentType.into()),
+        }
     }
 }
 

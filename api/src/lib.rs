@@ -4,6 +4,7 @@
 //! error leaves as RFC 9457 problem+json; every response carries a request id.
 
 pub mod accepted;
+pub mod access;
 pub mod admin;
 pub mod balance;
 pub mod catalog;
@@ -92,6 +93,7 @@ pub fn app(state: AppState) -> impl Endpoint {
 
 /// Connects lazily to PostgreSQL and Redis and builds the state.
 pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
+    let identity = domain::identity::Identity::from_config(&config)?;
     let db = domain::db::connect_lazy(&config).await?;
     let redis = domain::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
@@ -102,11 +104,36 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
         db,
         redis,
         config: Arc::new(config),
+        identity,
         waiting_room,
         jobs,
         watcher,
         schedules: schedule_cache::ScheduleWindows::default(),
     })
+}
+
+/// Refuses to serve a non-loopback `API_ADDR` while a secret is still its
+/// development default (`ADMIN_TOKEN`, `QUEUE_TOKEN_SECRET`, `AUTH_JWT_SECRET`):
+/// anyone could then mint tokens or act as the operator.
+pub async fn refuse_public_dev_secrets(config: &Config) -> anyhow::Result<()> {
+    let defaults = config.dev_secrets();
+    if defaults.is_empty() {
+        return Ok(());
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host(config.api_addr.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("resolving API_ADDR {}: {e}", config.api_addr))?
+        .collect();
+    if let Some(public) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to listen on {public} (API_ADDR={}) while {} still has its development \
+             default: set {} to secret values, or listen on a loopback address",
+            config.api_addr,
+            defaults.join(", "),
+            if defaults.len() == 1 { "it" } else { "them" },
+        );
+    }
+    Ok(())
 }
 
 /// Binds `API_ADDR` (port 0 picks a free port) and returns the acceptor and its address.

@@ -84,6 +84,15 @@ impl Problem {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", detail).with_field("Authorization")
     }
 
+    /// 404 for an unknown id — and for another user's resource, which must look the same.
+    pub fn not_found(entity: &str, id: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{entity} {id} was not found"),
+        )
+    }
+
     /// 500 without internals; the cause is logged once by the caller.
     pub fn internal() -> Self {
         Self::new(
@@ -116,11 +125,7 @@ impl From<domain::Error> for Problem {
     fn from(err: domain::Error) -> Self {
         use domain::Error as E;
         match err {
-            E::NotFound { entity, id } => Self::new(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                format!("{entity} {id} was not found"),
-            ),
+            E::NotFound { entity, id } => Self::not_found(entity, id),
             E::Invalid { field, message } => {
                 Self::invalid(field.clone(), format!("{field}: {message}"))
             }
@@ -159,10 +164,18 @@ impl ResponseError for Problem {
     fn as_response(&self) -> Response {
         let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&self.body))
             .unwrap_or_default();
-        Response::builder()
-            .status(self.status_code())
-            .content_type(PROBLEM_JSON)
-            .body(body)
+        let status = self.status_code();
+        let mut builder = Response::builder()
+            .status(status)
+            .content_type(PROBLEM_JSON);
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: every 401 names the scheme the client must use.
+            builder = builder.header(
+                poem::http::header::WWW_AUTHENTICATE,
+                r#"Bearer realm="concert""#,
+            );
+        }
+        builder.body(body)
     }
 }
 
@@ -175,7 +188,10 @@ impl IntoResponse for Problem {
 /// Statuses every operation may answer with a problem; listed once for the OpenAPI document.
 const DOCUMENTED: &[(u16, &str)] = &[
     (400, "Invalid input; `field` names the culprit"),
-    (401, "Missing, malformed, unknown or expired credentials"),
+    (
+        401,
+        "Missing, malformed, forged or expired credentials (`WWW-Authenticate: Bearer`)",
+    ),
     (404, "Unknown id"),
     (413, "Request body too large"),
     (415, "Body is not JSON"),
@@ -286,6 +302,23 @@ mod tests {
         let resp = Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "gone").into_response();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(resp.content_type(), Some(PROBLEM_JSON));
+    }
+
+    #[test]
+    fn every_401_names_the_bearer_scheme() {
+        let resp = Problem::unauthorized("no").into_response();
+        assert_eq!(
+            resp.headers()
+                .get(poem::http::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            Some(r#"Bearer realm="concert""#)
+        );
+        let ok = Problem::not_found("user", 1).into_response();
+        assert!(
+            ok.headers()
+                .get(poem::http::header::WWW_AUTHENTICATE)
+                .is_none()
+        );
     }
 
     #[test]

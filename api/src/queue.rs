@@ -9,7 +9,9 @@ use poem_openapi::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
+use crate::{
+    access::Caller, json_body::OptionalJsonBody, problem::Problem, state::AppState, tags::Tag,
+};
 
 /// `Authorization: Bearer <queue token>` of an ACTIVE (admitted) fan. The user
 /// is always taken from the token, never from the request.
@@ -44,7 +46,8 @@ async fn check_active(req: &Request, bearer: Bearer) -> poem::Result<Admitted> {
 #[oai(rename = "QueueToken", ty = "bearer")]
 pub struct AnyQueueToken(Bearer);
 
-fn invalid_token() -> Problem {
+/// 401 for a queue token that does not admit anyone.
+pub fn invalid_token() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
         "TOKEN_INVALID",
@@ -53,12 +56,13 @@ fn invalid_token() -> Problem {
     .with_field("Authorization")
 }
 
-/// Request for a place in line.
+/// Request for a place in line. The body may be left out: the user is the access token's.
 #[derive(Debug, Object, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct IssueToken {
-    pub user_id: Uuid,
+    /// Optional; if given it must be the caller's own id (else 403).
+    pub user_id: Option<Uuid>,
 }
 
 /// Where a token stands in the waiting room.
@@ -131,20 +135,30 @@ pub struct QueueApi;
 
 #[OpenApi(tag = "Tag::Queue")]
 impl QueueApi {
-    /// Get a place in line (or the user's live token).
+    /// Get a place in line for yourself (or your live token). Needs your access token.
     #[oai(path = "/v1/queue/tokens", method = "post")]
     async fn issue(
         &self,
         state: Data<&AppState>,
-        body: JsonBody<IssueToken>,
+        caller: Caller,
+        body: OptionalJsonBody<IssueToken>,
     ) -> Result<IssueResponse, Problem> {
+        let user_id = caller.user_id();
+        if let Some(other) = body.0.and_then(|b| b.user_id).filter(|id| *id != user_id) {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!("a queue token for {other} needs that user's access token"),
+            )
+            .with_field("userId"));
+        }
         let room = &state.waiting_room;
-        let mut issued = room.issue(body.user_id).await?;
+        let mut issued = room.issue(user_id).await?;
         if issued == Issued::UnknownUser {
-            // Cache miss: PostgreSQL decides (404 if the user does not exist).
-            domain::accounts::get_user(&state.db, body.user_id).await?;
-            room.remember_user(body.user_id).await?;
-            issued = room.issue(body.user_id).await?;
+            // Cache miss: PostgreSQL decides (404 if the user no longer exists).
+            domain::accounts::get_user(&state.db, user_id).await?;
+            room.remember_user(user_id).await?;
+            issued = room.issue(user_id).await?;
         }
         match issued {
             Issued::Token(t) if t.created => Ok(IssueResponse::Created(Json(t.into()))),

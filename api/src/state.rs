@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use domain::{Config, jobs::queue::JobQueue, waiting_room::WaitingRoom};
+use domain::{Config, identity::Identity, jobs::queue::JobQueue, waiting_room::WaitingRoom};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
@@ -12,6 +12,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
+    /// Verifies access tokens (and mints them when the service is the issuer).
+    pub identity: Identity,
     pub waiting_room: WaitingRoom,
     pub jobs: JobQueue,
     pub watcher: crate::job_watch::JobWatcher,

@@ -1,12 +1,12 @@
 //! Sign-up and user lookup.
 
 use chrono::{DateTime, Utc};
-use poem::web::Data;
+use poem::{http::StatusCode, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
+use crate::{access::Caller, json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
 
 /// Sign-up request.
 #[derive(Debug, Object, Deserialize)]
@@ -37,11 +37,23 @@ impl From<domain::accounts::User> for User {
     }
 }
 
+/// A new account and the access token that proves it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SignedUp {
+    pub user_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Send as `Authorization: Bearer <accessToken>` on every user-scoped call.
+    pub access_token: String,
+    pub access_token_expires_at: DateTime<Utc>,
+}
+
 #[derive(ApiResponse)]
 enum Created {
     /// The account was created.
     #[oai(status = 201)]
-    Created(Json<User>, #[oai(header = "Location")] String),
+    Created(Json<SignedUp>, #[oai(header = "Location")] String),
 }
 
 /// Account endpoints.
@@ -50,33 +62,58 @@ pub struct UsersApi;
 
 #[OpenApi(tag = "Tag::Users")]
 impl UsersApi {
-    /// Sign up. Returns the new user's UUID.
+    /// Sign up. Returns the new user's UUID and an access token for it.
+    /// With an external identity provider there is no sign-up here (409): its
+    /// first valid token creates the user.
     #[oai(path = "/v1/users", method = "post")]
     async fn create(
         &self,
         state: Data<&AppState>,
         body: JsonBody<CreateUser>,
     ) -> Result<Created, Problem> {
+        if state.identity.is_external() {
+            return Err(external_issuer());
+        }
         let user = domain::accounts::create_user(&state.db, &body.name).await?;
+        let minted = state.identity.mint(user.id).ok_or_else(Problem::internal)?;
         // Warm the waiting room's known-users cache; a miss only costs one lookup later.
         if let Err(error) = state.waiting_room.remember_user(user.id).await {
             tracing::warn!(%error, "could not cache the new user id");
         }
         let location = format!("/v1/users/{}", user.id);
-        Ok(Created::Created(Json(user.into()), location))
+        let body = SignedUp {
+            user_id: user.id,
+            name: user.name,
+            created_at: user.created_at,
+            access_token: minted.token,
+            access_token_expires_at: minted.expires_at,
+        };
+        Ok(Created::Created(Json(body), location))
     }
 
-    /// Look a user up by id.
+    /// Your account (another user's id reads as not found).
     #[oai(path = "/v1/users/:userId", method = "get")]
     async fn get(
         &self,
         state: Data<&AppState>,
+        caller: Caller,
         #[oai(name = "userId")] user_id: Path<Uuid>,
     ) -> Result<Json<User>, Problem> {
+        caller.owns(user_id.0)?;
         Ok(Json(
             domain::accounts::get_user(&state.db, user_id.0)
                 .await?
                 .into(),
         ))
     }
+}
+
+/// 409 where the service would mint a token but an external provider is the issuer.
+pub fn external_issuer() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "EXTERNAL_IDENTITY_PROVIDER",
+        "access tokens come from the configured identity provider (AUTH_ISSUER); \
+         its first valid token creates the user",
+    )
 }

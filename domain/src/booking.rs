@@ -80,19 +80,38 @@ pub fn validate_seat_numbers(numbers: &[i64]) -> Result<Vec<i16>> {
     Ok(out)
 }
 
+/// How holds are granted: their length and the per-person cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldPolicy {
+    /// How long a hold lasts unpaid (`HOLD_TTL_SECONDS`).
+    pub ttl: Duration,
+    /// Most seats of one schedule one user may hold or own (`MAX_SEATS_PER_USER`).
+    pub max_seats_per_user: u32,
+}
+
+impl HoldPolicy {
+    /// The policy configured by `config`.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            ttl: config.hold_ttl,
+            max_seats_per_user: config.max_seats_per_user,
+        }
+    }
+}
+
 /// Runs a reserve job: all requested seats or none, idempotent per job id.
 pub async fn reserve(
     db: &DatabaseConnection,
     job: &ReserveJob,
-    hold_ttl: Duration,
+    policy: &HoldPolicy,
 ) -> Result<Outcome> {
-    retry::optimistic(db, job.job_id, || try_reserve(db, job, hold_ttl)).await
+    retry::optimistic(db, job.job_id, || try_reserve(db, job, policy)).await
 }
 
 async fn try_reserve(
     db: &DatabaseConnection,
     job: &ReserveJob,
-    hold_ttl: Duration,
+    policy: &HoldPolicy,
 ) -> Result<Attempt> {
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -113,6 +132,16 @@ async fn try_reserve(
             format!("booking for schedule {} is not open", job.schedule_id),
         );
         return finish(txn, job, outcome).await;
+    }
+    let owned = seats_of_user(&txn, job, now).await?;
+    let allowed = i64::from(policy.max_seats_per_user);
+    if owned + i64::try_from(job.seat_numbers.len()).unwrap_or(i64::MAX) > allowed {
+        let message = format!(
+            "you already hold or own {owned} seat(s) of schedule {}; at most {allowed} per person; \
+             nothing was held",
+            job.schedule_id
+        );
+        return finish(txn, job, fail("SEAT_LIMIT_EXCEEDED", message)).await;
     }
     let rows = requested_seats(&txn, job).await?;
     let taken: Vec<i16> = rows
@@ -144,7 +173,7 @@ async fn try_reserve(
         requested_seats(&txn, job).await?
     };
     let reservation_id = Uuid::now_v7();
-    let expires_at = now + chrono::Duration::from_std(hold_ttl).unwrap_or_default();
+    let expires_at = now + chrono::Duration::from_std(policy.ttl).unwrap_or_default();
     let total_price = rows.iter().map(|s| s.price).sum();
     reservations::Entity::insert(reservations::ActiveModel {
         id: Set(reservation_id),
@@ -196,6 +225,39 @@ async fn try_reserve(
     let result =
         serde_json::to_value(&hold).map_err(|e| Error::Database(DbErr::Custom(e.to_string())))?;
     finish(txn, job, Outcome::Succeeded(result)).await
+}
+
+/// Seats of the job's schedule the user holds (unexpired) or owns, counted
+/// under a transaction-scoped advisory lock on (user, schedule): two reserves of
+/// one user cannot both count the same headroom, while different users never wait
+/// on each other. The lock is taken in its own statement so the count's snapshot
+/// starts after it (READ COMMITTED).
+async fn seats_of_user(
+    txn: &impl ConnectionTrait,
+    job: &ReserveJob,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let key = format!("seat-limit|{}|{}", job.user_id, job.schedule_id);
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [key.into()],
+    ))
+    .await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM reservation_seats rs \
+             JOIN reservations r ON r.id = rs.reservation_id \
+             WHERE r.user_id = $1 AND r.schedule_id = $2 \
+               AND (r.status = 'CONFIRMED' OR (r.status = 'HELD' AND r.expires_at > $3))",
+            [job.user_id.into(), job.schedule_id.into(), now.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
 }
 
 async fn requested_seats(db: &impl ConnectionTrait, job: &ReserveJob) -> Result<Vec<seats::Model>> {

@@ -24,6 +24,17 @@ pub struct Config {
     pub queue_waiting_ttl: Duration,
     /// Key of the queue tokens' HMAC; every api process of a stack must share it.
     pub queue_token_secret: String,
+    /// HS256 key of the built-in access-token issuer (at least 32 bytes).
+    pub auth_jwt_secret: String,
+    pub access_token_ttl: Duration,
+    /// PEM public key (RS256 or ES256) of an external identity provider; `None` = built-in issuer.
+    pub auth_jwt_public_key: Option<String>,
+    /// `iss` of access tokens: required with an external provider, `concert` for the built-in one.
+    pub auth_issuer: Option<String>,
+    /// `aud` of access tokens: required with an external provider, `concert-api` for the built-in one.
+    pub auth_audience: Option<String>,
+    /// Most seats one user may hold or own of one schedule.
+    pub max_seats_per_user: u32,
     pub worker_concurrency: usize,
     pub worker_poll_interval: Duration,
     pub worker_heartbeat: Duration,
@@ -41,6 +52,12 @@ pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
 /// Default queue-token secret: usable on a laptop, warned about at start-up.
 pub const DEV_TOKEN_SECRET: &str = "dev-queue-token-secret";
+
+/// Default access-token signing key: usable on a laptop, refused on a public address.
+pub const DEV_JWT_SECRET: &str = "dev-auth-jwt-secret-change-me-before-exposing";
+
+/// Shortest accepted `AUTH_JWT_SECRET` (HS256 wants a key as long as its hash).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +117,12 @@ impl Config {
             queue_active_ttl: r.seconds("QUEUE_ACTIVE_TTL_SECONDS", 600)?,
             queue_waiting_ttl: r.seconds("QUEUE_WAITING_TTL_SECONDS", 60)?,
             queue_token_secret: r.non_empty("QUEUE_TOKEN_SECRET", DEV_TOKEN_SECRET)?,
+            auth_jwt_secret: r.jwt_secret("AUTH_JWT_SECRET")?,
+            access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SECONDS", 86_400)?,
+            auth_jwt_public_key: r.pem("AUTH_JWT_PUBLIC_KEY")?,
+            auth_issuer: r.raw("AUTH_ISSUER"),
+            auth_audience: r.raw("AUTH_AUDIENCE"),
+            max_seats_per_user: r.parse_in("MAX_SEATS_PER_USER", 4, 1..=50)?,
             worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 32, 1..=10_000)?,
             worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
             // 1 s, not 5: a worker whose poll timer lost its wake-up sleeps until the
@@ -123,6 +146,24 @@ impl Config {
     pub fn uses_dev_token_secret(&self) -> bool {
         self.queue_token_secret == DEV_TOKEN_SECRET
     }
+
+    /// True when the built-in issuer signs with its development default key
+    /// (an external provider's deployment never uses that key).
+    pub fn uses_dev_jwt_secret(&self) -> bool {
+        self.auth_jwt_public_key.is_none() && self.auth_jwt_secret == DEV_JWT_SECRET
+    }
+
+    /// The variables still at a development default that must not reach a public address.
+    pub fn dev_secrets(&self) -> Vec<&'static str> {
+        [
+            ("ADMIN_TOKEN", self.uses_dev_admin_token()),
+            ("QUEUE_TOKEN_SECRET", self.uses_dev_token_secret()),
+            ("AUTH_JWT_SECRET", self.uses_dev_jwt_secret()),
+        ]
+        .into_iter()
+        .filter_map(|(name, dev)| dev.then_some(name))
+        .collect()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -135,6 +176,10 @@ impl fmt::Debug for Config {
             .field("api_addr", &self.api_addr)
             .field("admin_token", &"<redacted>")
             .field("queue_token_secret", &"<redacted>")
+            .field("auth_jwt_secret", &"<redacted>")
+            .field("auth_external", &self.auth_jwt_public_key.is_some())
+            .field("auth_issuer", &self.auth_issuer)
+            .field("auth_audience", &self.auth_audience)
             .field("hold_ttl", &self.hold_ttl)
             .field("queue_max_active", &self.queue_max_active)
             .field("queue_admit_per_second", &self.queue_admit_per_second)
@@ -176,6 +221,34 @@ impl Reader<'_> {
             return Err(err(name, &value, "must not contain white space"));
         }
         Ok(value)
+    }
+
+    fn jwt_secret(&self, name: &'static str) -> Result<String, ConfigError> {
+        let value = self.non_empty(name, DEV_JWT_SECRET)?;
+        if value.len() < MIN_JWT_SECRET_BYTES {
+            let why = format!("must be at least {MIN_JWT_SECRET_BYTES} bytes");
+            return Err(err(name, "<redacted>", &why));
+        }
+        Ok(value)
+    }
+
+    /// A PEM block given inline, or the path of a file holding one.
+    fn pem(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.raw(name) else {
+            return Ok(None);
+        };
+        if value.trim_start().starts_with("-----BEGIN") {
+            return Ok(Some(value));
+        }
+        std::fs::read_to_string(value.trim())
+            .map(Some)
+            .map_err(|e| {
+                err(
+                    name,
+                    &value,
+                    &format!("neither a PEM key nor a readable file: {e}"),
+                )
+            })
     }
 
     /// Letters, digits, `-` and `_` only: the prefix also names apalis queues,
@@ -292,6 +365,34 @@ mod tests {
                 .name,
             "REDIS_PREFIX"
         );
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_without_echoing_it() {
+        let error = with(&[("AUTH_JWT_SECRET", "short-secret")]).expect_err("must fail");
+        assert_eq!(error.name, "AUTH_JWT_SECRET");
+        assert!(!error.to_string().contains("short-secret"), "{error}");
+    }
+
+    #[test]
+    fn dev_secrets_lists_every_default_left_in_place() {
+        assert_eq!(
+            with(&[]).expect("valid").dev_secrets(),
+            ["ADMIN_TOKEN", "QUEUE_TOKEN_SECRET", "AUTH_JWT_SECRET"]
+        );
+        let set = with(&[
+            ("ADMIN_TOKEN", "a-real-admin-token"),
+            ("QUEUE_TOKEN_SECRET", "a-real-queue-secret"),
+            ("AUTH_JWT_SECRET", &"k".repeat(32)),
+        ])
+        .expect("valid");
+        assert!(set.dev_secrets().is_empty());
+    }
+
+    #[test]
+    fn a_public_key_that_is_neither_pem_nor_a_file_is_refused() {
+        let error = with(&[("AUTH_JWT_PUBLIC_KEY", "/no/such/key.pem")]).expect_err("must fail");
+        assert_eq!(error.name, "AUTH_JWT_PUBLIC_KEY");
     }
 
     #[test]

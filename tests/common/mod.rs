@@ -33,13 +33,16 @@ pub struct TestApp {
     pub config: Config,
     /// The database this app owns (siblings share their original's).
     pub test_db: Option<TestDb>,
+    /// Access tokens of the users this app signed up or minted for, by user id.
+    access: std::sync::Mutex<HashMap<String, String>>,
     shutdown: watch::Sender<bool>,
 }
 
-/// A fan and their queue token.
+/// A fan, their access token and their queue token.
 #[derive(Clone, Debug)]
 pub struct Fan {
     pub user_id: String,
+    pub access: String,
     pub token: String,
 }
 
@@ -122,6 +125,7 @@ impl TestAppBuilder {
             db,
             config,
             test_db,
+            access: std::sync::Mutex::default(),
             shutdown: tx,
         }
     }
@@ -197,23 +201,49 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Signs a fan up and returns the user id.
+    /// Signs a fan up and returns the user id (its access token is kept: see `access_token`).
     pub async fn sign_up(&self, name: &str) -> String {
         let resp = self
             .post_json("/v1/users", &serde_json::json!({ "name": name }))
             .await;
         assert_eq!(resp.status(), 201);
         let body: serde_json::Value = resp.json().await.unwrap();
-        body["userId"].as_str().unwrap().to_owned()
+        let user_id = body["userId"].as_str().unwrap().to_owned();
+        let access = body["accessToken"].as_str().unwrap().to_owned();
+        self.access.lock().unwrap().insert(user_id.clone(), access);
+        user_id
     }
 
-    /// Asks for a queue token for `user_id`.
+    /// The access token of `user_id`: the one from sign-up, else one an operator mints.
+    pub async fn access_token(&self, user_id: &str) -> String {
+        if let Some(token) = self.access.lock().unwrap().get(user_id) {
+            return token.clone();
+        }
+        let resp = self
+            .admin_post(
+                &format!("/v1/admin/users/{user_id}/access-tokens"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "minting for {user_id}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let token = body["accessToken"].as_str().unwrap().to_owned();
+        self.access
+            .lock()
+            .unwrap()
+            .insert(user_id.to_owned(), token.clone());
+        token
+    }
+
+    /// Asks for a queue token as `user_id` (with its access token, no body).
     pub async fn issue_token(&self, user_id: &str) -> reqwest::Response {
-        self.post_json(
-            "/v1/queue/tokens",
-            &serde_json::json!({ "userId": user_id }),
-        )
-        .await
+        let access = self.access_token(user_id).await;
+        self.http
+            .post(self.url("/v1/queue/tokens"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// A signed-up fan holding an ACTIVE token (tests run with room to spare).
@@ -222,6 +252,7 @@ impl TestApp {
         let ticket: serde_json::Value = self.issue_token(&user_id).await.json().await.unwrap();
         assert_eq!(ticket["status"], "ACTIVE", "{ticket}");
         Fan {
+            access: self.access_token(&user_id).await,
             user_id,
             token: ticket["token"].as_str().unwrap().to_owned(),
         }
@@ -256,11 +287,12 @@ impl TestApp {
         body["jobId"].as_str().unwrap().to_owned()
     }
 
-    /// Long-polls a job until it is final (bounded), returning its JSON.
-    pub async fn final_job(&self, job_id: &str) -> serde_json::Value {
+    /// Long-polls a job as `token` (its owner's access or queue token) until it is
+    /// final (bounded), returning its JSON.
+    pub async fn final_job(&self, token: &str, job_id: &str) -> serde_json::Value {
         for _ in 0..6 {
             let job: serde_json::Value = self
-                .get(&format!("/v1/jobs/{job_id}?waitSeconds=10"))
+                .get_as(token, &format!("/v1/jobs/{job_id}?waitSeconds=10"))
                 .await
                 .json()
                 .await

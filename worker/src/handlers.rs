@@ -83,7 +83,9 @@ where
             }
         }
     };
-    ctx.status.mark_final(id, kind, accepted, &outcome).await?;
+    ctx.status
+        .mark_final(id, kind, user, accepted, &outcome)
+        .await?;
     tracing::info!(outcome = outcome_code(&outcome), "job done");
     Ok(outcome)
 }
@@ -101,7 +103,11 @@ pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDy
         let outcome = run_job(
             &ctx,
             run,
-            domain::booking::reserve(&ctx.db, &job, ctx.config.hold_ttl),
+            domain::booking::reserve(
+                &ctx.db,
+                &job,
+                &domain::booking::HoldPolicy::from_config(&ctx.config),
+            ),
         )
         .await?;
         // Also on a replayed outcome: the first delivery may have died before scheduling it.

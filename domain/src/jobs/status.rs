@@ -47,6 +47,8 @@ impl Phase {
 pub struct JobStatus {
     pub job_id: Uuid,
     pub kind: JobKind,
+    /// The user who submitted it: only they may read it.
+    pub user_id: Option<Uuid>,
     pub phase: Phase,
     pub result: Option<serde_json::Value>,
     pub error: Option<(String, String)>,
@@ -69,7 +71,7 @@ if current == 'SUCCEEDED' or current == 'FAILED' then return 0 end
 if ARGV[1] == 'QUEUED' and current then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'created', ARGV[6])
-if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'user', ARGV[5]) end
+redis.call('HSETNX', KEYS[1], 'user', ARGV[5])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', ARGV[9]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -105,7 +107,7 @@ impl StatusStore {
         user: Uuid,
         created: DateTime<Utc>,
     ) -> Result<()> {
-        self.mark(job_id, kind, "QUEUED", Some(user), created, None)
+        self.mark(job_id, kind, "QUEUED", user, created, None)
             .await
             .map(drop)
     }
@@ -118,16 +120,18 @@ impl StatusStore {
         user: Uuid,
         created: DateTime<Utc>,
     ) -> Result<()> {
-        self.mark(job_id, kind, "RUNNING", Some(user), created, None)
+        self.mark(job_id, kind, "RUNNING", user, created, None)
             .await
             .map(drop)
     }
 
     /// Records the final outcome and announces it to long-polling clients.
+    /// `user` is recorded too, should the hash be gone (its owner must still read it).
     pub async fn mark_final(
         &self,
         job_id: Uuid,
         kind: JobKind,
+        user: Uuid,
         created: DateTime<Utc>,
         outcome: &Outcome,
     ) -> Result<()> {
@@ -136,7 +140,7 @@ impl StatusStore {
             Outcome::Failed { .. } => "FAILED",
         };
         if self
-            .mark(job_id, kind, phase, None, created, Some(outcome))
+            .mark(job_id, kind, phase, user, created, Some(outcome))
             .await?
         {
             redis::cmd("PUBLISH")
@@ -153,7 +157,7 @@ impl StatusStore {
         job_id: Uuid,
         kind: JobKind,
         phase: &str,
-        user: Option<Uuid>,
+        user: Uuid,
         created: DateTime<Utc>,
         outcome: Option<&Outcome>,
     ) -> Result<bool> {
@@ -170,7 +174,7 @@ impl StatusStore {
             .arg(Utc::now().timestamp_millis())
             .arg(STATUS_TTL_SECONDS)
             .arg(kind.as_str())
-            .arg(user.map(|u| u.to_string()).unwrap_or_default())
+            .arg(user.to_string())
             .arg(created.timestamp_millis())
             .arg(result)
             .arg(code)
@@ -230,6 +234,7 @@ fn from_fields(job_id: Uuid, fields: &[(String, String)]) -> Option<JobStatus> {
     Some(JobStatus {
         job_id,
         kind: JobKind::parse(get("kind")?)?,
+        user_id: get("user").and_then(|u| Uuid::parse_str(u).ok()),
         phase,
         result: get("result").and_then(|r| serde_json::from_str(r).ok()),
         error: get("code").map(|c| (c.to_owned(), get("message").unwrap_or_default().to_owned())),
@@ -243,6 +248,7 @@ fn from_outcome(o: job_outcomes::Model) -> JobStatus {
     JobStatus {
         job_id: o.job_id,
         kind: JobKind::parse(&o.kind).unwrap_or(JobKind::Reserve),
+        user_id: o.user_id,
         phase: if succeeded {
             Phase::Succeeded
         } else {

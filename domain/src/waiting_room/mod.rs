@@ -169,16 +169,7 @@ impl WaitingRoom {
         let Some(id) = self.codec.decode(bearer) else {
             return Ok(Err(Denied::Invalid));
         };
-        let key = format!("{}:wr:tok:{id}", self.prefix);
-        let (status, until, user): (Option<String>, Option<i64>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(key)
-                .arg("status")
-                .arg("until")
-                .arg("user")
-                .query_async(&mut self.redis.clone())
-                .await?;
-        let user_id = user.and_then(|u| Uuid::parse_str(&u).ok());
+        let (status, until, user_id) = self.token_fields(id).await?;
         Ok(match (status.as_deref(), until, user_id) {
             (Some("A"), Some(until), Some(user_id)) if until > Utc::now().timestamp_millis() => {
                 Ok(Admitted {
@@ -200,6 +191,35 @@ impl WaitingRoom {
             }
             _ => Err(Denied::Invalid),
         })
+    }
+
+    /// The user holding a live token, waiting or active (one Redis round trip): a
+    /// fan may read their own jobs with it.
+    pub async fn holder(&self, bearer: &str) -> Result<Option<Uuid>> {
+        let Some(id) = self.codec.decode(bearer) else {
+            return Ok(None);
+        };
+        let (status, until, user) = self.token_fields(id).await?;
+        let live = match (status.as_deref(), until) {
+            (Some("A"), Some(until)) => until > Utc::now().timestamp_millis(),
+            (Some("W"), _) => true,
+            _ => false,
+        };
+        Ok(user.filter(|_| live))
+    }
+
+    /// A token's status (`A`/`W`), session end (ms) and user: one HMGET.
+    async fn token_fields(&self, id: &str) -> Result<(Option<String>, Option<i64>, Option<Uuid>)> {
+        let key = format!("{}:wr:tok:{id}", self.prefix);
+        let (status, until, user): (Option<String>, Option<i64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg("status")
+                .arg("until")
+                .arg("user")
+                .query_async(&mut self.redis.clone())
+                .await?;
+        Ok((status, until, user.and_then(|u| Uuid::parse_str(&u).ok())))
     }
 
     async fn run(&self, command: &str, arg1: &str, arg2: &str) -> Result<Vec<String>> {
