@@ -46,7 +46,7 @@ export default function (data) {
   if (!check(r, { 'reserve accepted (202)': (x) => x.status === 202 })) return;
   acceptMs.add(r.timings.duration);
   acceptedAt.add(Date.now());
-  const job = waitJob(r.json('jobId'), 'job');
+  const job = waitJob(r.json('jobId'), token); // the queue token reads the fan's own jobs
   finalAt.add(Date.now());
   if (job && job.status === 'SUCCEEDED') won.add(1);
   else if (job && job.error && job.error.code === 'SEAT_UNAVAILABLE') lost.add(1);

@@ -3,7 +3,7 @@
 //   JOURNEY_VUS (50), JOURNEY_DURATION (60s)
 import { Counter, Trend } from 'k6/metrics';
 import { check, sleep } from 'k6';
-import { post, get, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
+import { post, get, issue, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
 const journeyMs = new Trend('journey_ms', true);
 const done = new Counter('journeys_completed');
@@ -42,9 +42,10 @@ export default function (data) {
   const signup = post('/v1/users', { name: `journey-${__VU}-${__ITER}` }, null, { name: 'sign-up' });
   if (!ok(signup, 'signed up')) return abandon('sign_up');
   const user = signup.json('userId');
-  const topup = post(`/v1/users/${user}/balance/recharges`, { amount: 200000 }, null, { name: 'recharge', headers: { 'Idempotency-Key': `topup-${user}` } });
-  if (!ok(topup, 'recharge accepted') || !waitJob(topup.json('jobId'))) return abandon('recharge');
-  let ticket = post('/v1/queue/tokens', { userId: user }, null, { name: 'issue' });
+  const access = signup.json('accessToken');
+  const topup = post(`/v1/users/${user}/balance/recharges`, { amount: 200000 }, access, { name: 'recharge', headers: { 'Idempotency-Key': `topup-${user}` } });
+  if (!ok(topup, 'recharge accepted') || !waitJob(topup.json('jobId'), access)) return abandon('recharge');
+  let ticket = issue(access);
   if (!ok(ticket, 'in line')) return abandon('queue');
   const token = ticket.json('token');
   for (let i = 0; ticket.json('status') !== 'ACTIVE'; i++) {
@@ -71,11 +72,12 @@ export default function (data) {
     const pick = free[Math.floor(Math.random() * free.length)].number;
     const reserve = post('/v1/reservations', { scheduleId: schedule, seatNumbers: [pick] }, token, { name: 'reserve' });
     if (!ok(reserve, 'reserve accepted')) return abandon('reserve');
-    const hold = waitJob(reserve.json('jobId'));
+    const hold = waitJob(reserve.json('jobId'), access);
     if (!hold || hold.status !== 'SUCCEEDED') continue; // someone was faster: pick again
     const pay = post('/v1/payments', { reservationId: hold.result.reservationId }, token, { name: 'pay' });
     if (!ok(pay, 'pay accepted')) return abandon('pay');
-    const paid = waitJob(pay.json('jobId'));
+    // The access token, not the queue token: a successful payment ends the queue session.
+    const paid = waitJob(pay.json('jobId'), access);
     if (check(paid, { 'paid': (p) => p && p.status === 'SUCCEEDED' })) {
       done.add(1);
       journeyMs.add(Date.now() - started);

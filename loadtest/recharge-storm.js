@@ -31,18 +31,18 @@ export function setup() {
 
 export default function (data) {
   const user = data.users[exec.scenario.iterationInTest % data.users.length];
-  const r = post(`/v1/users/${user}/balance/recharges`, { amount: AMOUNT }, null, { name: 'recharge' });
+  const r = post(`/v1/users/${user.userId}/balance/recharges`, { amount: AMOUNT }, user.access, { name: 'recharge' });
   if (r.status >= 500) server5xx.add(1);
   if (!check(r, { 'recharge accepted (202)': (x) => x.status === 202 })) return;
   acceptMs.add(r.timings.duration);
-  const job = waitJob(r.json('jobId'), 'job');
+  const job = waitJob(r.json('jobId'), user.access);
   if (job && job.status === 'SUCCEEDED') applied.add(1);
   else failed.add(1);
 }
 
 export function teardown(data) {
   let total = 0;
-  for (const u of data.users) total += get(`/v1/users/${u}/balance`, null, 'balance').json('balance');
+  for (const u of data.users) total += get(`/v1/users/${u.userId}/balance`, u.access, 'balance').json('balance');
   console.log(`recharge-storm: balances total ${total} won`);
 }
 

@@ -46,11 +46,12 @@ export default function (data) {
   const schedule = data.schedules[Math.floor(i / 50) % data.schedules.length];
   const started = Date.now();
   sentAt.add(started);
-  const r = post('/v1/reservations', { scheduleId: schedule, seatNumbers: [(i % 50) + 1] }, data.tokens[i % data.tokens.length], { name: 'reserve' });
+  const token = data.tokens[i % data.tokens.length];
+  const r = post('/v1/reservations', { scheduleId: schedule, seatNumbers: [(i % 50) + 1] }, token, { name: 'reserve' });
   if (r.status >= 500) server5xx.add(1);
   if (!check(r, { 'reserve accepted (202)': (x) => x.status === 202 })) return;
   acceptMs.add(r.timings.duration);
-  const job = waitJob(r.json('jobId'), 'job');
+  const job = waitJob(r.json('jobId'), token); // the queue token reads the fan's own jobs
   if (job && job.status === 'SUCCEEDED') {
     held.add(1);
     heldAt.add(Date.now());

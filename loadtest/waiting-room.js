@@ -7,7 +7,7 @@
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
-import { post, get, signUpMany, summarize, trend, perSecond, TREND_STATS } from './lib/common.js';
+import { get, issue as issueFor, signUpMany, summarize, trend, perSecond, TREND_STATS } from './lib/common.js';
 
 const FANS = Number(__ENV.WR_FANS || 30000);
 const RATE = Number(__ENV.WR_RATE || 5000);
@@ -50,7 +50,7 @@ function tally(r, what, ok) {
 export function issue(data) {
   const i = exec.scenario.iterationInTest;
   if (i >= data.users.length) return;
-  const r = post('/v1/queue/tokens', { userId: data.users[i] }, null, { name: 'issue' });
+  const r = issueFor(data.users[i].access, 'issue');
   if (!tally(r, 'token issued', (x) => x.status === 201)) return;
   issued.add(1);
   issueMs.add(r.timings.duration);
@@ -64,7 +64,7 @@ let token = null;
 export function poll(data) {
   if (!token) {
     const user = data.users[(exec.vu.idInTest * 7919) % data.users.length];
-    const r = post('/v1/queue/tokens', { userId: user }, null, { name: 'poll-setup' });
+    const r = issueFor(user.access, 'poll-setup');
     if (!tally(r, 'token for polling', (x) => x.status === 200 || x.status === 201)) return;
     token = r.json('token');
   }

@@ -20,7 +20,7 @@ export function get(path, token, name) {
   return http.get(`${BASE}${path}`, { headers, tags: { name: name || path } });
 }
 
-/** Signs up `n` fans in batches; returns their user ids. */
+/** Signs up `n` fans in batches; returns their accounts: `{ userId, access }` (access token). */
 export function signUpMany(n, prefix = 'k6') {
   const ids = [];
   for (let start = 0; start < n; start += 200) {
@@ -30,29 +30,38 @@ export function signUpMany(n, prefix = 'k6') {
     }
     for (const r of http.batch(reqs)) {
       if (r.status !== 201) fail(`sign-up failed: ${r.status} ${r.body}`);
-      ids.push(r.json('userId'));
+      ids.push({ userId: r.json('userId'), access: r.json('accessToken') });
     }
   }
   return ids;
 }
 
-/** Issues a token for each user id in batches; returns the token objects. */
-export function issueMany(userIds) {
+/** Issues a queue token for each account (its access token, no body) in batches; returns the token objects. */
+export function issueMany(accounts) {
   const out = [];
-  for (let start = 0; start < userIds.length; start += 200) {
-    const reqs = userIds.slice(start, start + 200).map((id) => ['POST', `${BASE}/v1/queue/tokens`, JSON.stringify({ userId: id }), { headers: JSON_HEADERS, tags: { name: 'setup' } }]);
-    for (const r of http.batch(reqs)) {
+  for (let start = 0; start < accounts.length; start += 200) {
+    const reqs = accounts.slice(start, start + 200).map((a) => ['POST', `${BASE}/v1/queue/tokens`, null, { headers: { Authorization: `Bearer ${a.access}` }, tags: { name: 'setup' } }]);
+    const answers = http.batch(reqs);
+    answers.forEach((r, k) => {
       if (r.status !== 201 && r.status !== 200) fail(`token failed: ${r.status} ${r.body}`);
-      out.push({ token: r.json('token'), status: r.json('status') });
-    }
+      out.push({ token: r.json('token'), status: r.json('status'), access: accounts[start + k].access });
+    });
   }
   return out;
 }
 
-/** Polls the job with long-polls until it is final; returns the job JSON (or null after ~60 s). */
-export function waitJob(jobId, name = 'job') {
+/** Asks for a queue token with an access token (no body); returns the response. */
+export function issue(access, name = 'issue') {
+  return http.post(`${BASE}/v1/queue/tokens`, null, { headers: { Authorization: `Bearer ${access}` }, tags: { name } });
+}
+
+/**
+ * Long-polls the job until it is final; returns the job JSON (or null after ~60 s).
+ * `token` is the owner's access token (or their queue token, while it lives).
+ */
+export function waitJob(jobId, token, name = 'job') {
   for (let i = 0; i < 6; i++) {
-    const r = get(`/v1/jobs/${jobId}?waitSeconds=10`, null, name);
+    const r = get(`/v1/jobs/${jobId}?waitSeconds=10`, token, name);
     if (r.status !== 200) return null;
     const job = r.json();
     if (job.status === 'SUCCEEDED' || job.status === 'FAILED') return job;
