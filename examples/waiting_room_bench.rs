@@ -46,7 +46,9 @@ async fn main() {
         .collect(),
     )
     .unwrap();
-    let redis = domain::redis_conn::connect(&config).await.unwrap();
+    let redis = domain::platform::redis_conn::connect(&config)
+        .await
+        .unwrap();
     let room = WaitingRoom::new(redis.clone(), &config);
 
     println!("waiting-room benchmark, prefix {prefix}, {SAMPLES} sequential calls per figure");

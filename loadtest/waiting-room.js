@@ -3,8 +3,12 @@
 // issues/s (one per fan) and measures the issue throughput actually achieved;
 // `polls` then offers WR_POLL_RATE status polls/s and measures their latency.
 //   WR_FANS (30000), WR_RATE (issues/s offered, 5000),
-//   WR_POLL_RATE (polls/s, 1000), WR_POLL_SECONDS (20)
+//   WR_POLL_RATE (polls/s, 1000), WR_POLL_SECONDS (20),
+//   WR_FANS_FILE: accounts written by prepare-fans.js, shared by every VU
+//   (the runner makes it); without it setup() signs the fans up, which is
+//   fine for a few thousand but copies every access token into every VU.
 import exec from 'k6/execution';
+import { SharedArray } from 'k6/data';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
 import { get, issue as issueFor, signUpMany, summarize, trend, perSecond, TREND_STATS } from './lib/common.js';
@@ -38,8 +42,15 @@ export const options = {
   thresholds: { status_poll_ms: ['p(99)<=10'], server_errors: ['count==0'] },
 };
 
+const FANS_FILE = __ENV.WR_FANS_FILE;
+const shared = FANS_FILE ? new SharedArray('fans', () => JSON.parse(open(FANS_FILE))) : null;
+
 export function setup() {
-  return { users: signUpMany(FANS, 'wr') };
+  return shared ? { users: null } : { users: signUpMany(FANS, 'wr') };
+}
+
+function fans(data) {
+  return shared || data.users;
 }
 
 function tally(r, what, ok) {
@@ -49,8 +60,9 @@ function tally(r, what, ok) {
 
 export function issue(data) {
   const i = exec.scenario.iterationInTest;
-  if (i >= data.users.length) return;
-  const r = issueFor(data.users[i].access, 'issue');
+  const users = fans(data);
+  if (i >= users.length) return;
+  const r = issueFor(users[i].access, 'issue');
   if (!tally(r, 'token issued', (x) => x.status === 201)) return;
   issued.add(1);
   issueMs.add(r.timings.duration);
@@ -63,7 +75,8 @@ let token = null;
 
 export function poll(data) {
   if (!token) {
-    const user = data.users[(exec.vu.idInTest * 7919) % data.users.length];
+    const users = fans(data);
+    const user = users[(exec.vu.idInTest * 7919) % users.length];
     const r = issueFor(user.access, 'poll-setup');
     if (!tally(r, 'token for polling', (x) => x.status === 200 || x.status === 201)) return;
     token = r.json('token');

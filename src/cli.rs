@@ -74,7 +74,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Worker => worker::run(config, Shutdown::on_signals().wait()).await,
         Command::Standalone => {
             migrate(&config).await?;
-            let db = domain::db::connect(&config).await?;
+            let db = domain::platform::db::connect(&config).await?;
             if domain::seed::is_empty(&db).await? {
                 seed(&config, &SeedPlan::default()).await?;
             }
@@ -88,10 +88,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = domain::db::connect(config)
+    let db = domain::platform::db::connect(config)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
-    domain::db::migrate(&db)
+    domain::platform::db::migrate(&db)
         .await
         .context("applying migrations")?;
     tracing::info!("database migrated");
@@ -99,7 +99,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn seed(config: &Config, plan: &SeedPlan) -> anyhow::Result<()> {
-    let db = domain::db::connect(config).await?;
+    let db = domain::platform::db::connect(config).await?;
     let started = std::time::Instant::now();
     let report = domain::seed::seed(&db, plan).await?;
     tracing::info!(

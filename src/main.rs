@@ -9,7 +9,7 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     let config = domain::Config::from_env()?;
-    domain::telemetry::init(config.log_format);
+    domain::platform::telemetry::init(config.log_format);
     let defaults = config.dev_secrets();
     if !defaults.is_empty() {
         tracing::warn!(

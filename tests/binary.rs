@@ -56,7 +56,9 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 async fn scalar(db: &TestDb, sql: &str) -> i64 {
-    let conn = domain::db::connect_url(&db.url, 1, false).await.unwrap();
+    let conn = domain::platform::db::connect_url(&db.url, 1, false)
+        .await
+        .unwrap();
     let row = conn
         .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await

@@ -48,7 +48,7 @@ const HOLDS: domain::booking::HoldPolicy = domain::booking::HoldPolicy {
 async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
     let app = TestApp::spawn().await;
     let (schedule, user) = schedule_and_user(&app).await;
-    let db = domain::db::connect_url(&app.config.database_url, 4, false)
+    let db = domain::platform::db::connect_url(&app.config.database_url, 4, false)
         .await
         .unwrap();
     let first_job = job(user, schedule, &[1, 2]);
@@ -81,7 +81,7 @@ async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
 async fn two_deliveries_of_one_job_racing_each_other_have_one_effect() {
     let app = TestApp::spawn().await;
     let (schedule, user) = schedule_and_user(&app).await;
-    let db = domain::db::connect_url(&app.config.database_url, 8, false)
+    let db = domain::platform::db::connect_url(&app.config.database_url, 8, false)
         .await
         .unwrap();
     for round in 0..10_i16 {
@@ -109,7 +109,9 @@ async fn two_deliveries_of_one_job_racing_each_other_have_one_effect() {
 #[tokio::test]
 async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
     let app = TestApp::spawn().await;
-    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let redis = domain::platform::redis_conn::connect(&app.config)
+        .await
+        .unwrap();
     let store = StatusStore::new(redis.clone(), app.redis_prefix());
     let (id, user, at) = (Uuid::now_v7(), Uuid::now_v7(), Utc::now());
     let phase = |s: &StatusStore| {
@@ -228,7 +230,9 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
         at_kill < i64::try_from(total).unwrap(),
         "the kill came before the end"
     );
-    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let redis = domain::platform::redis_conn::connect(&app.config)
+        .await
+        .unwrap();
     let store = StatusStore::new(redis, app.redis_prefix());
     let mut running = 0;
     for (_, id) in &job_ids {
@@ -277,7 +281,9 @@ async fn the_vacuum_removes_only_old_finished_tasks() {
     let fan = app.active_fan().await;
     let id = TestApp::accepted_job(app.reserve(&fan, schedule, &[1], None).await).await;
     assert_eq!(app.final_job(&fan.access, &id).await["status"], "SUCCEEDED");
-    let redis = domain::redis_conn::connect(&app.config).await.unwrap();
+    let redis = domain::platform::redis_conn::connect(&app.config)
+        .await
+        .unwrap();
     let data = format!("{}_reserve:data", app.redis_prefix());
     let present = || {
         let (mut conn, data, id) = (redis.clone(), data.clone(), id.clone());
@@ -309,15 +315,19 @@ async fn the_vacuum_removes_only_old_finished_tasks() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let young =
-        domain::queue::vacuum_done(&redis, &app.config, "reserve", Duration::from_secs(3600))
-            .await
-            .unwrap();
+    let young = domain::jobs::backend::vacuum_done(
+        &redis,
+        &app.config,
+        "reserve",
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!((young, present().await), (0, true), "a recent task is kept");
     // With age 0 the task goes once its (whole-second) done time has passed.
     let started = Instant::now();
     loop {
-        let n = domain::queue::vacuum_done(&redis, &app.config, "reserve", Duration::ZERO)
+        let n = domain::jobs::backend::vacuum_done(&redis, &app.config, "reserve", Duration::ZERO)
             .await
             .unwrap();
         if n == 1 {

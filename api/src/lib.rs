@@ -1,27 +1,14 @@
 //! The HTTP front end: poem + poem-openapi.
 //!
-//! Thin by design: extract, validate, call `domain`, map the result. Every
-//! error leaves as RFC 9457 problem+json; every response carries a request id.
+//! The map: `endpoints` holds the endpoint groups (one per OpenAPI tag), thin
+//! by design — extract, validate, call `domain`, map the result; `http` holds
+//! the plumbing they share (problem+json errors, JSON bodies, credentials,
+//! request ids, state, caches). This file assembles them into the app (API,
+//! Swagger UI, spec), builds the state, binds and serves. Every error leaves as
+//! RFC 9457 problem+json; every response carries a request id.
 
-pub mod accepted;
-pub mod access;
-pub mod admin;
-pub mod balance;
-pub mod catalog;
-pub mod job_watch;
-pub mod jobs;
-pub mod json_body;
-pub mod ops;
-pub mod path_params;
-pub mod payments;
-pub mod problem;
-pub mod queue;
-pub mod request_id;
-pub mod reservations;
-pub mod schedule_cache;
-pub mod state;
-pub mod tags;
-pub mod users;
+pub mod endpoints;
+pub mod http;
 
 use std::{future::Future, sync::Arc};
 
@@ -33,20 +20,10 @@ use poem::{
 };
 use poem_openapi::OpenApiService;
 
-pub use state::AppState;
+pub use endpoints::Apis;
+pub use http::state::AppState;
 
-/// Every endpoint group, in Swagger UI order.
-pub type Apis = (
-    users::UsersApi,
-    queue::QueueApi,
-    catalog::CatalogApi,
-    reservations::ReservationsApi,
-    payments::PaymentsApi,
-    balance::BalanceApi,
-    jobs::JobsApi,
-    admin::AdminApi,
-    ops::OpsApi,
-);
+use http::{job_watch, json_body, path_params, problem, request_id, schedule_cache};
 
 /// The OpenAPI service with every endpoint group.
 pub fn openapi() -> OpenApiService<Apis, ()> {
@@ -94,10 +71,10 @@ pub fn app(state: AppState) -> impl Endpoint {
 /// Connects lazily to PostgreSQL and Redis and builds the state.
 pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let identity = domain::identity::Identity::from_config(&config)?;
-    let db = domain::db::connect_lazy(&config).await?;
-    let redis = domain::redis_conn::connect_lazy(&config)?;
+    let db = domain::platform::db::connect_lazy(&config).await?;
+    let redis = domain::platform::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
-    let jobs = domain::jobs::queue::JobQueue::new(redis.clone(), &config);
+    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config);
     let watcher =
         job_watch::JobWatcher::start(config.redis_url.clone(), jobs.status().done_channel());
     Ok(AppState {

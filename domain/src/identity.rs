@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::{
     accounts,
-    config::{Config, ConfigError},
     error::{Error, Result},
+    platform::config::{Config, ConfigError},
 };
 
 /// `iss` of the built-in issuer's tokens unless `AUTH_ISSUER` says otherwise.
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn each_kind_of_bad_token_is_rejected_for_its_reason() {
         let id = built_in();
-        let secret = crate::config::DEV_JWT_SECRET.as_bytes();
+        let secret = crate::platform::config::DEV_JWT_SECRET.as_bytes();
         let forged = sign(&claims(3600), b"another-secret-of-at-least-32-bytes!");
         assert_eq!(id.verify(&forged), Err(Rejected::BadSignature));
         assert_eq!(

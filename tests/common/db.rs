@@ -71,7 +71,9 @@ async fn ensure_template(admin: &DatabaseConnection) -> String {
             .await
             .unwrap();
         let db = Database::connect(url_for(&building)).await.unwrap();
-        domain::db::migrate(&db).await.expect("migrations apply");
+        domain::platform::db::migrate(&db)
+            .await
+            .expect("migrations apply");
         db.close().await.unwrap();
         admin
             .execute_unprepared(&format!("ALTER DATABASE {building} RENAME TO {template}"))

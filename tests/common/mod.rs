@@ -115,7 +115,7 @@ impl TestAppBuilder {
         let own_url = test_db
             .as_ref()
             .map_or(config.database_url.clone(), |d| d.url.clone());
-        let db = domain::db::connect_url(&own_url, 4, false)
+        let db = domain::platform::db::connect_url(&own_url, 4, false)
             .await
             .expect("test db");
         TestApp {

@@ -15,7 +15,7 @@ use domain::{
     Config,
     jobs::{
         ExpireHoldJob, JobKind, Outcome, PayJob, RechargeJob, ReserveJob, outcomes,
-        queue::JobQueue, status::StatusStore,
+        producer::JobProducer, status::StatusStore,
     },
     waiting_room::WaitingRoom,
 };
@@ -31,7 +31,7 @@ pub struct JobContext {
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
     pub status: StatusStore,
-    pub queue: JobQueue,
+    pub queue: JobProducer,
     pub waiting_room: WaitingRoom,
 }
 
@@ -157,7 +157,7 @@ pub async fn pay(job: PayJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> 
 
 /// Pushes the delayed expiry (idempotent: the task id is the reservation id).
 /// A failure is logged, not retried: the sweep expires holds whose job is missing.
-async fn schedule_expiry(queue: &JobQueue, hold: &serde_json::Value) {
+async fn schedule_expiry(queue: &JobProducer, hold: &serde_json::Value) {
     let id = hold["reservationId"]
         .as_str()
         .and_then(|s| Uuid::parse_str(s).ok());

@@ -12,10 +12,13 @@ use domain::{
     Config,
     jobs::{
         ExpireHoldJob, PayJob, RechargeJob, ReserveJob,
-        queue::{ALL_QUEUES, EXPIRE_QUEUE, JobQueue, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
+        backend::{
+            ALL_QUEUES, EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE, backend_config,
+            worker_name,
+        },
+        producer::JobProducer,
         status::StatusStore,
     },
-    queue::{backend_config, worker_name},
 };
 use handlers::JobContext;
 use poll::ArmedInterval;
@@ -34,18 +37,18 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = domain::db::connect(&config).await?;
-    let redis = domain::redis_conn::connect(&config).await?;
+    let db = domain::platform::db::connect(&config).await?;
+    let redis = domain::platform::redis_conn::connect(&config).await?;
     let ctx = JobContext {
         status: StatusStore::new(redis.clone(), &config.redis_prefix),
-        queue: JobQueue::new(redis.clone(), &config),
+        queue: JobProducer::new(redis.clone(), &config),
         waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &config),
         db: db.clone(),
         redis: redis.clone(),
         config: Arc::new(config.clone()),
     };
     tracing::info!(
-        orphan_window_s = domain::queue::orphan_window(&config).as_secs(),
+        orphan_window_s = domain::jobs::backend::orphan_window(&config).as_secs(),
         concurrency = config.worker_concurrency,
         "worker started"
     );
@@ -185,7 +188,7 @@ async fn vacuum_loop(
             _ = stop.changed() => return,
         }
         for queue in ALL_QUEUES {
-            match domain::queue::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
+            match domain::jobs::backend::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
                 Ok(n) if n > 0 => tracing::info!(queue, deleted = n, "vacuumed finished tasks"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(queue, %error, "vacuum failed; will retry"),

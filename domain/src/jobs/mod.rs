@@ -4,8 +4,9 @@
 //! every effect and the durable outcome in PostgreSQL. Delivery is at least
 //! once, so every handler first looks for a stored outcome.
 
+pub mod backend;
 pub mod outcomes;
-pub mod queue;
+pub mod producer;
 pub mod status;
 
 use chrono::{DateTime, Utc};

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 pub use token::TokenCodec;
 
-use crate::{config::Config, error::Result};
+use crate::{error::Result, platform::config::Config};
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admission.lua")));
 

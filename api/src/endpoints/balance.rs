@@ -6,8 +6,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    accepted::AcceptedResponse, access::Caller, json_body::JsonBody, problem::Problem,
-    request_id::RequestId, state::AppState, tags::Tag,
+    endpoints::tags::Tag, http::accepted::AcceptedResponse, http::auth::Caller,
+    http::json_body::JsonBody, http::problem::Problem, http::request_id::RequestId,
+    http::state::AppState,
 };
 
 /// A top-up.

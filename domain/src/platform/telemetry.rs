@@ -2,7 +2,7 @@
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::platform::config::LogFormat;
 
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines.
 ///

@@ -5,7 +5,7 @@ use std::time::Duration;
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
-use crate::{state::AppState, tags::Tag};
+use crate::{endpoints::tags::Tag, http::state::AppState};
 
 /// Longest a readiness probe waits for one dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,8 +59,11 @@ impl OpsApi {
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let mut redis = state.redis.clone();
         let (pg, rd) = tokio::join!(
-            tokio::time::timeout(PROBE_TIMEOUT, domain::db::ping(&state.db)),
-            tokio::time::timeout(PROBE_TIMEOUT, domain::redis_conn::ping(&mut redis)),
+            tokio::time::timeout(PROBE_TIMEOUT, domain::platform::db::ping(&state.db)),
+            tokio::time::timeout(
+                PROBE_TIMEOUT,
+                domain::platform::redis_conn::ping(&mut redis)
+            ),
         );
         let (pg, rd) = (matches!(pg, Ok(Ok(()))), matches!(rd, Ok(Ok(()))));
         let body = Json(Readiness {

@@ -1,60 +1,20 @@
 //! Waiting-room endpoints and the queue-token guard.
 
 use chrono::{DateTime, Utc};
-use domain::waiting_room::{Admitted, Denied, Issued, Standing, TokenState};
-use poem::{Request, http::StatusCode, web::Data};
-use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi, SecurityScheme, auth::Bearer, payload::Json,
-};
+use domain::waiting_room::{Issued, Standing, TokenState};
+use poem::{http::StatusCode, web::Data};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    access::Caller, json_body::OptionalJsonBody, problem::Problem, state::AppState, tags::Tag,
+    endpoints::tags::Tag,
+    http::auth::Caller,
+    http::auth::{AnyQueueToken, invalid_token},
+    http::json_body::OptionalJsonBody,
+    http::problem::Problem,
+    http::state::AppState,
 };
-
-/// `Authorization: Bearer <queue token>` of an ACTIVE (admitted) fan. The user
-/// is always taken from the token, never from the request.
-#[derive(Debug, SecurityScheme)]
-#[oai(rename = "QueueToken", ty = "bearer", checker = "check_active")]
-pub struct ActiveFan(pub Admitted);
-
-async fn check_active(req: &Request, bearer: Bearer) -> poem::Result<Admitted> {
-    let state = req.data::<AppState>().ok_or_else(Problem::internal)?;
-    match state
-        .waiting_room
-        .authorize(&bearer.token)
-        .await
-        .map_err(Problem::from)?
-    {
-        Ok(admitted) => Ok(admitted),
-        Err(Denied::Invalid) => Err(invalid_token().into()),
-        Err(Denied::Waiting { position }) => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "QUEUE_WAITING",
-            format!(
-                "still waiting in line at position {position}; poll GET /v1/queue/tokens/current"
-            ),
-        )
-        .with_field("Authorization")
-        .into()),
-    }
-}
-
-/// Any queue token, waiting or active (for polling and leaving).
-#[derive(Debug, SecurityScheme)]
-#[oai(rename = "QueueToken", ty = "bearer")]
-pub struct AnyQueueToken(Bearer);
-
-/// 401 for a queue token that does not admit anyone.
-pub fn invalid_token() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "TOKEN_INVALID",
-        "the queue token is malformed, unknown or expired; request a new one",
-    )
-    .with_field("Authorization")
-}
 
 /// Request for a place in line. The body may be left out: the user is the access token's.
 #[derive(Debug, Object, Deserialize)]
@@ -131,10 +91,10 @@ enum LeaveResponse {
 
 /// Waiting-room endpoints.
 #[derive(Debug, Default)]
-pub struct QueueApi;
+pub struct WaitingRoomApi;
 
-#[OpenApi(tag = "Tag::Queue")]
-impl QueueApi {
+#[OpenApi(tag = "Tag::WaitingRoom")]
+impl WaitingRoomApi {
     /// Get a place in line for yourself (or your live token). Needs your access token.
     #[oai(path = "/v1/queue/tokens", method = "post")]
     async fn issue(
@@ -176,7 +136,7 @@ impl QueueApi {
     ) -> Result<Json<QueueTicket>, Problem> {
         let ticket = state
             .waiting_room
-            .status(&auth.0.token)
+            .status(auth.token())
             .await?
             .ok_or_else(invalid_token)?;
         Ok(Json(ticket.into()))
@@ -189,7 +149,7 @@ impl QueueApi {
         state: Data<&AppState>,
         auth: AnyQueueToken,
     ) -> Result<LeaveResponse, Problem> {
-        if state.waiting_room.leave(&auth.0.token).await? {
+        if state.waiting_room.leave(auth.token()).await? {
             Ok(LeaveResponse::Left)
         } else {
             Err(invalid_token())

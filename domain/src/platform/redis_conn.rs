@@ -5,7 +5,7 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
-use crate::config::Config;
+use crate::platform::config::Config;
 
 /// A reconnecting, multiplexed connection with explicit timeouts.
 ///

@@ -1,11 +1,23 @@
-//! apalis-redis settings shared by producers (api) and consumers (worker), so
-//! both sides always address the same queues the same way.
+//! The apalis-redis backend: queue names and settings shared by the producer
+//! (api) and the consumers (worker), so both sides always address the same
+//! queues the same way; and the housekeeping apalis-redis does not do itself.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::platform::config::Config;
+
+/// Queue names (under `REDIS_PREFIX`, see [`queue_name`]).
+pub const RESERVE_QUEUE: &str = "reserve";
+/// Delayed expiry of seat holds.
+pub const EXPIRE_QUEUE: &str = "expire_hold";
+/// Balance recharges.
+pub const RECHARGE_QUEUE: &str = "recharge";
+/// Payments.
+pub const PAY_QUEUE: &str = "pay";
+/// Every queue, for housekeeping that must not miss one.
+pub const ALL_QUEUES: [&str; 4] = [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE];
 
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the

@@ -18,7 +18,7 @@ use poem_openapi::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 /// Request body limit in bytes, put into request data by the app.
 #[derive(Clone, Copy, Debug)]

@@ -140,7 +140,7 @@ impl From<domain::Error> for Problem {
                 tracing::error!(error = %e, "queue push failed");
                 Self::unavailable()
             }
-            E::Database(e) if domain::db::is_unreachable(&e) => {
+            E::Database(e) if domain::platform::db::is_unreachable(&e) => {
                 tracing::error!(error = %e, "database unreachable");
                 Self::unavailable()
             }
@@ -233,7 +233,7 @@ pub fn from_poem_error(err: poem::Error, path_param: impl Fn(usize) -> Option<St
         return Problem::invalid(e.name, format!("parameter `{}`: {}", e.name, e.reason));
     }
     if let Some(e) = err.downcast_ref::<ParsePathError>() {
-        let name = crate::path_params::internal_index(e.name)
+        let name = crate::http::path_params::internal_index(e.name)
             .and_then(path_param)
             .unwrap_or_else(|| e.name.to_owned());
         return Problem::invalid(

@@ -7,8 +7,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    accepted::AcceptedResponse, json_body::JsonBody, problem::Problem, queue::ActiveFan,
-    request_id::RequestId, state::AppState, tags::Tag,
+    endpoints::tags::Tag, http::accepted::AcceptedResponse, http::auth::ActiveFan,
+    http::json_body::JsonBody, http::problem::Problem, http::request_id::RequestId,
+    http::state::AppState,
 };
 
 /// Seats to hold.

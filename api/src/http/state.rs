@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use domain::{Config, identity::Identity, jobs::queue::JobQueue, waiting_room::WaitingRoom};
+use domain::{Config, identity::Identity, jobs::producer::JobProducer, waiting_room::WaitingRoom};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
@@ -15,7 +15,7 @@ pub struct AppState {
     /// Verifies access tokens (and mints them when the service is the issuer).
     pub identity: Identity,
     pub waiting_room: WaitingRoom,
-    pub jobs: JobQueue,
-    pub watcher: crate::job_watch::JobWatcher,
-    pub schedules: crate::schedule_cache::ScheduleWindows,
+    pub jobs: JobProducer,
+    pub watcher: crate::http::job_watch::JobWatcher,
+    pub schedules: crate::http::schedule_cache::ScheduleWindows,
 }

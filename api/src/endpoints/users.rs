@@ -6,7 +6,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{access::Caller, json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
+use crate::{
+    endpoints::tags::Tag, http::auth::Caller, http::json_body::JsonBody, http::problem::Problem,
+    http::state::AppState,
+};
 
 /// Sign-up request.
 #[derive(Debug, Object, Deserialize)]

@@ -8,7 +8,7 @@ pub enum Tag {
     /// Fans sign up and look themselves up.
     Users,
     /// The waiting room: get in line, poll, leave.
-    Queue,
+    WaitingRoom,
     /// Operator endpoints (admin bearer token).
     Admin,
     /// Concerts, dates and seats.

@@ -1,36 +1,15 @@
 //! Operator endpoints, guarded by the admin bearer token.
 
 use chrono::{DateTime, Utc};
-use poem::{Request, web::Data};
-use poem_openapi::{
-    ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, param::Path, payload::Json,
-};
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{catalog::Schedule, json_body::JsonBody, problem::Problem, state::AppState, tags::Tag};
-
-/// `Authorization: Bearer <ADMIN_TOKEN>`.
-#[derive(Debug, SecurityScheme)]
-#[oai(ty = "bearer", checker = "check_admin")]
-pub struct AdminAuth(());
-
-async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<()> {
-    let state = req.data::<AppState>().ok_or_else(Problem::internal)?;
-    if constant_time_eq(bearer.token.as_bytes(), state.config.admin_token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized("the admin token is not valid").into())
-    }
-}
-
-/// Compares SHA-256 digests without an early exit, so the response time leaks
-/// neither a matching prefix nor the token's length.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::{
+    endpoints::catalog::Schedule, endpoints::tags::Tag, http::auth::AdminAuth,
+    http::json_body::JsonBody, http::problem::Problem, http::state::AppState,
+};
 
 /// One date of a new concert. Each gets seats 1..50 priced `seatPrice`.
 #[derive(Debug, Object, Deserialize)]
@@ -106,7 +85,7 @@ impl AdminApi {
         #[oai(name = "userId")] user_id: Path<Uuid>,
     ) -> Result<Minted, Problem> {
         if state.identity.is_external() {
-            return Err(crate::users::external_issuer());
+            return Err(crate::endpoints::users::external_issuer());
         }
         domain::accounts::get_user(&state.db, user_id.0).await?;
         let minted = state
@@ -153,17 +132,5 @@ impl AdminApi {
             }),
             location,
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison_is_exact() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
 
-use crate::{problem::Problem, queue::ActiveFan, state::AppState, tags::Tag};
+use crate::{
+    endpoints::tags::Tag, http::auth::ActiveFan, http::problem::Problem, http::state::AppState,
+};
 
 /// A concert in the listing.
 #[derive(Debug, Object)]

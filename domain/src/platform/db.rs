@@ -5,7 +5,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
-use crate::config::Config;
+use crate::platform::config::Config;
 
 /// Opens the pool and checks one connection. Statements are bounded so a stuck
 /// query cannot hold a worker forever.

@@ -9,7 +9,9 @@ use poem_openapi::{Enum, Object, OpenApi, param::Path, param::Query, payload::Js
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::{access::JobReader, problem::Problem, state::AppState, tags::Tag};
+use crate::{
+    endpoints::tags::Tag, http::auth::JobReader, http::problem::Problem, http::state::AppState,
+};
 
 /// Longest allowed `waitSeconds`.
 pub const MAX_WAIT_SECONDS: u64 = 30;

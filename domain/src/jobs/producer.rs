@@ -15,22 +15,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{ExpireHoldJob, JobKind, PayJob, RechargeJob, ReserveJob, status::StatusStore};
-use crate::{
-    config::Config,
-    error::{Error, Result},
+use super::{
+    ExpireHoldJob, JobKind, PayJob, RechargeJob, ReserveJob,
+    backend::{EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
+    status::StatusStore,
 };
-
-/// Queue names (under `REDIS_PREFIX`, see `crate::queue`).
-pub const RESERVE_QUEUE: &str = "reserve";
-/// Delayed expiry of seat holds.
-pub const EXPIRE_QUEUE: &str = "expire_hold";
-/// Balance recharges.
-pub const RECHARGE_QUEUE: &str = "recharge";
-/// Payments.
-pub const PAY_QUEUE: &str = "pay";
-/// Every queue, for housekeeping that must not miss one.
-pub const ALL_QUEUES: [&str; 4] = [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE];
+use crate::{
+    error::{Error, Result},
+    platform::config::Config,
+};
 
 /// How long an idempotency key is remembered (the spec asks for at least 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(25 * 3600);
@@ -47,7 +40,7 @@ pub struct Submitted {
 
 /// Enqueues jobs and records their QUEUED status.
 #[derive(Clone, Debug)]
-pub struct JobQueue {
+pub struct JobProducer {
     redis: ConnectionManager,
     prefix: String,
     status: StatusStore,
@@ -76,10 +69,10 @@ pub fn idempotent_job_id(user: Uuid, kind: JobKind, key: &str) -> Uuid {
     )
 }
 
-impl JobQueue {
+impl JobProducer {
     /// Producers for every queue of the stack configured by `config`.
     pub fn new(redis: ConnectionManager, config: &Config) -> Self {
-        let backend = |q| crate::queue::backend_config(config, q);
+        let backend = |q| super::backend::backend_config(config, q);
         Self {
             status: StatusStore::new(redis.clone(), &config.redis_prefix),
             reserve: RedisStorage::new(redis.clone()).with_config(backend(RESERVE_QUEUE)),
