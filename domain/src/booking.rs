@@ -116,10 +116,7 @@ async fn try_reserve(
     let now = Utc::now();
     let txn = db.begin().await?;
     let fail = |code: &str, message: String| Outcome::failed(code, message);
-    let Some(schedule) = schedules::Entity::find_by_id(job.schedule_id)
-        .one(&txn)
-        .await?
-    else {
+    let Some(schedule) = schedule_locked_for_user(&txn, job).await? else {
         let outcome = fail(
             "SCHEDULE_NOT_FOUND",
             format!("schedule {} does not exist", job.schedule_id),
@@ -133,7 +130,7 @@ async fn try_reserve(
         );
         return finish(txn, job, outcome).await;
     }
-    let owned = seats_of_user(&txn, job, now).await?;
+    let (rows, owned) = requested_seats_and_owned(&txn, job, now).await?;
     let allowed = i64::from(policy.max_seats_per_user);
     if owned + i64::try_from(job.seat_numbers.len()).unwrap_or(i64::MAX) > allowed {
         let message = format!(
@@ -143,7 +140,6 @@ async fn try_reserve(
         );
         return finish(txn, job, fail("SEAT_LIMIT_EXCEEDED", message)).await;
     }
-    let rows = requested_seats(&txn, job).await?;
     let taken: Vec<i16> = rows
         .iter()
         .filter(|s| {
@@ -227,37 +223,62 @@ async fn try_reserve(
     finish(txn, job, Outcome::Succeeded(result)).await
 }
 
-/// Seats of the job's schedule the user holds (unexpired) or owns, counted
-/// under a transaction-scoped advisory lock on (user, schedule): two reserves of
-/// one user cannot both count the same headroom, while different users never wait
-/// on each other. The lock is taken in its own statement so the count's snapshot
-/// starts after it (READ COMMITTED).
-async fn seats_of_user(
+/// The job's schedule, read while taking a transaction-scoped advisory lock on
+/// (user, schedule): two reserves of one user then cannot both count the same
+/// per-person headroom, while different users never wait on each other. In the
+/// same statement, so the limit costs no round trip of its own.
+async fn schedule_locked_for_user(
+    txn: &impl ConnectionTrait,
+    job: &ReserveJob,
+) -> Result<Option<schedules::Model>> {
+    let key = format!("seat-limit|{}|{}", job.user_id, job.schedule_id);
+    Ok(schedules::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT s.*, (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) l) AS locked \
+             FROM schedules s WHERE s.id = $1",
+            [job.schedule_id.into(), key.into()],
+        ))
+        .one(txn)
+        .await?)
+}
+
+/// The requested seats (ascending id, the lock order) and how many seats of the
+/// schedule the user already holds (unexpired) or owns. One statement, after the
+/// lock statement, so under READ COMMITTED its snapshot sees every reserve of
+/// this user that committed before the lock was granted.
+async fn requested_seats_and_owned(
     txn: &impl ConnectionTrait,
     job: &ReserveJob,
     now: DateTime<Utc>,
-) -> Result<i64> {
-    let key = format!("seat-limit|{}|{}", job.user_id, job.schedule_id);
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        [key.into()],
-    ))
-    .await?;
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
+) -> Result<(Vec<seats::Model>, i64)> {
+    let numbers: Vec<i16> = job.seat_numbers.clone();
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT count(*) AS n FROM reservation_seats rs \
-             JOIN reservations r ON r.id = rs.reservation_id \
-             WHERE r.user_id = $1 AND r.schedule_id = $2 \
-               AND (r.status = 'CONFIRMED' OR (r.status = 'HELD' AND r.expires_at > $3))",
-            [job.user_id.into(), job.schedule_id.into(), now.into()],
+            "SELECT s.*, (SELECT count(*) FROM reservation_seats rs \
+                 JOIN reservations r ON r.id = rs.reservation_id \
+                 WHERE r.user_id = $3 AND r.schedule_id = $1 \
+                   AND (r.status = 'CONFIRMED' OR (r.status = 'HELD' AND r.expires_at > $4))) AS owned \
+             FROM seats s WHERE s.schedule_id = $1 AND s.number = ANY($2) ORDER BY s.id",
+            [
+                job.schedule_id.into(),
+                numbers.into(),
+                job.user_id.into(),
+                now.into(),
+            ],
         ))
         .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64>("", "n"))
+    let owned = rows
+        .first()
+        .map(|r| r.try_get::<i64>("", "owned"))
         .transpose()?
-        .unwrap_or(0))
+        .unwrap_or(0);
+    let seats = rows
+        .iter()
+        .map(|r| seats::Model::from_query_result(r, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((seats, owned))
 }
 
 async fn requested_seats(db: &impl ConnectionTrait, job: &ReserveJob) -> Result<Vec<seats::Model>> {
