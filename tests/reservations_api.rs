@@ -436,3 +436,36 @@ async fn bad_reserve_requests_are_refused_before_anything_is_queued() {
         .unwrap();
     assert_eq!(queued, 0, "nothing was enqueued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_leave_no_waiter_behind_whatever_their_answer() {
+    // No workers: the fan's job stays QUEUED, so its long-polls time out.
+    let app = TestApp::spawn().await;
+    let schedule = first_schedule(&app).await;
+    let (fan, other) = (app.active_fan().await, app.active_fan().await);
+    let job = TestApp::accepted_job(app.reserve(&fan, schedule, &[1], None).await).await;
+    let polls = (0..600).map(|i| {
+        let (app, fan, other, job) = (&app, &fan, &other, &job);
+        async move {
+            let (token, path, status) = match i % 3 {
+                // Unknown ids: 404 after registering to wait.
+                0 => (
+                    &fan.access,
+                    format!("/v1/jobs/{}?waitSeconds=5", uuid::Uuid::new_v4()),
+                    404,
+                ),
+                // Someone else's job: 404 as well.
+                1 => (&other.access, format!("/v1/jobs/{job}?waitSeconds=5"), 404),
+                // One's own job, never final here: the wait runs out.
+                _ => (&fan.access, format!("/v1/jobs/{job}?waitSeconds=1"), 200),
+            };
+            assert_eq!(app.get_as(token, &path).await.status(), status, "{path}");
+        }
+    });
+    join_all(polls).await;
+    assert_eq!(
+        app.state.watcher.watched_jobs(),
+        0,
+        "every long-poll removed its registration"
+    );
+}

@@ -33,6 +33,8 @@ pub struct TestApp {
     pub config: Config,
     /// The database this app owns (siblings share their original's).
     pub test_db: Option<TestDb>,
+    /// The api's own state (a clone: the same pools, caches and watcher).
+    pub state: api::AppState,
     /// Access tokens of the users this app signed up or minted for, by user id.
     access: std::sync::Mutex<HashMap<String, String>>,
     shutdown: watch::Sender<bool>,
@@ -102,7 +104,7 @@ impl TestAppBuilder {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(api::serve(acceptor, state, stopped(rx.clone())));
+        tokio::spawn(api::serve(acceptor, state.clone(), stopped(rx.clone())));
         for _ in 0..self.workers {
             let (config, stop) = (config.clone(), stopped(rx.clone()));
             tokio::spawn(async move {
@@ -125,6 +127,7 @@ impl TestAppBuilder {
             db,
             config,
             test_db,
+            state,
             access: std::sync::Mutex::default(),
             shutdown: tx,
         }

@@ -103,33 +103,31 @@ impl JobsApi {
         >,
     ) -> Result<Json<Job>, Problem> {
         let (id, store, reader) = (job_id.0, state.jobs.status(), reader.user_id());
-        let deadline =
-            Instant::now() + Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
-        let mut registered = false;
-        let answer = async {
-            loop {
-                // While waiting, register before reading, so an announcement between the two is not missed.
-                let announced = (Instant::now() < deadline).then(|| state.watcher.watch(id));
-                registered |= announced.is_some();
-                let status = store.get(&state.db, id).await?;
-                if status.user_id != Some(reader) {
-                    return Err(Problem::not_found("job", id));
-                }
-                let now = Instant::now();
-                match announced {
-                    Some(rx) if !status.phase.is_final() && now < deadline => {
-                        let _ = tokio::time::timeout(RECHECK.min(deadline - now), rx).await;
-                    }
-                    _ => return Ok(Json(status.into())),
-                }
+        let wait = Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
+        let deadline = Instant::now() + wait;
+        // Subscribe before the first read, so an announcement between the two is not
+        // missed; the subscription ends when `watch` is dropped, on every way out.
+        let mut watch = (!wait.is_zero()).then(|| state.watcher.watch(id));
+        let mut status = store.get(&state.db, id).await?;
+        if status.user_id != Some(reader) {
+            return Err(Problem::not_found("job", id));
+        }
+        while let Some(watch) = watch.as_mut() {
+            let now = Instant::now();
+            if status.phase.is_final() || now >= deadline {
+                break;
+            }
+            let wake = tokio::time::timeout(RECHECK.min(deadline - now), watch.announced());
+            if wake.await.is_ok() {
+                status = store.get(&state.db, id).await?;
+                break;
+            }
+            // The safety net re-reads Redis only: at most one PostgreSQL read per
+            // request (the first), however long a backlog keeps jobs waiting.
+            if let Some(fresh) = store.cached(id).await? {
+                status = fresh;
             }
         }
-        .await;
-        // Every way out (final, timeout, 404, error) has dropped its receiver by now,
-        // so the clean-up removes this request's registration.
-        if registered {
-            state.watcher.forget_closed(id);
-        }
-        answer
+        Ok(Json(status.into()))
     }
 }

@@ -1,5 +1,11 @@
 //! Long-poll support: one Redis pub/sub subscription per api process tells
 //! waiting requests the moment their job is final — no per-client polling loop.
+//!
+//! Each job with waiters has one entry: a `watch` channel whose value turns
+//! true when the job is announced. A request subscribes once ([`JobWatcher::watch`])
+//! and holds a [`Watch`]; dropping it — on any way out of the handler, error
+//! paths included — removes the entry once its last waiter is gone. Every step
+//! is O(1) under the lock, whatever the number of waiters of one job.
 
 use std::{
     collections::HashMap,
@@ -8,25 +14,33 @@ use std::{
 };
 
 use futures::StreamExt;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-type Waiters = Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<()>>>>>;
+type Entries = Arc<Mutex<HashMap<Uuid, watch::Sender<bool>>>>;
 
 /// Registry of requests waiting for jobs to finish.
 #[derive(Clone, Debug, Default)]
 pub struct JobWatcher {
-    waiters: Waiters,
+    entries: Entries,
+}
+
+/// One request's subscription to one job's announcement.
+#[derive(Debug)]
+pub struct Watch {
+    id: Uuid,
+    rx: Option<watch::Receiver<bool>>,
+    entries: Entries,
 }
 
 impl JobWatcher {
     /// Starts the subscription task (it reconnects on its own while the process lives).
     pub fn start(redis_url: String, channel: String) -> Self {
         let watcher = Self::default();
-        let waiters = Arc::clone(&watcher.waiters);
+        let entries = Arc::clone(&watcher.entries);
         tokio::spawn(async move {
             loop {
-                if let Err(error) = listen(&redis_url, &channel, &waiters).await {
+                if let Err(error) = listen(&redis_url, &channel, &entries).await {
                     tracing::warn!(%error, "job-status subscription lost; reconnecting");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -35,42 +49,62 @@ impl JobWatcher {
         watcher
     }
 
-    /// A receiver that fires when `job_id` is announced final.
-    pub fn watch(&self, job_id: Uuid) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut map) = self.waiters.lock() {
-            let list = map.entry(job_id).or_default();
-            list.retain(|w| !w.is_closed());
-            list.push(tx);
+    /// Subscribes to `job_id`'s announcement. Subscribe before reading the
+    /// status, so an announcement between the two is not missed.
+    pub fn watch(&self, job_id: Uuid) -> Watch {
+        let rx = self.entries.lock().ok().map(|mut map| {
+            map.entry(job_id)
+                .or_insert_with(|| watch::channel(false).0)
+                .subscribe()
+        });
+        Watch {
+            id: job_id,
+            rx,
+            entries: Arc::clone(&self.entries),
         }
-        rx
     }
 
-    /// Drops abandoned registrations of `job_id` (the request timed out or went away).
-    pub fn forget_closed(&self, job_id: Uuid) {
-        if let Ok(mut map) = self.waiters.lock()
-            && let Some(list) = map.get_mut(&job_id)
-        {
-            list.retain(|w| !w.is_closed());
-            if list.is_empty() {
-                map.remove(&job_id);
+    /// Jobs with at least one waiter (for tests and the leak check).
+    pub fn watched_jobs(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Watch {
+    /// Resolves once the job has been announced final (at once if it already was).
+    pub async fn announced(&mut self) {
+        match self.rx.as_mut() {
+            Some(rx) => {
+                let _ = rx.wait_for(|done| *done).await;
             }
+            // The registry was unusable: fall back to the caller's re-check timer.
+            None => std::future::pending().await,
         }
     }
 }
 
-async fn listen(redis_url: &str, channel: &str, waiters: &Waiters) -> redis::RedisResult<()> {
+impl Drop for Watch {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Ok(mut map) = self.entries.lock()
+            && map.get(&self.id).is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&self.id);
+        }
+    }
+}
+
+async fn listen(redis_url: &str, channel: &str, entries: &Entries) -> redis::RedisResult<()> {
     let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
-        let Ok(id) = msg.get_payload::<String>().map(|p| Uuid::parse_str(&p)) else {
+        let Ok(Ok(id)) = msg.get_payload::<String>().map(|p| Uuid::parse_str(&p)) else {
             continue;
         };
-        let Ok(id) = id else { continue };
-        let ready = waiters.lock().ok().and_then(|mut map| map.remove(&id));
-        for waiter in ready.into_iter().flatten() {
-            let _ = waiter.send(());
+        // Announce without removing: the waiters' `Watch`es remove the entry as they leave.
+        if let Some(tx) = entries.lock().ok().and_then(|map| map.get(&id).cloned()) {
+            tx.send_replace(true);
         }
     }
     Ok(())
@@ -80,19 +114,41 @@ async fn listen(redis_url: &str, channel: &str, waiters: &Waiters) -> redis::Red
 mod tests {
     use super::*;
 
-    fn entries(w: &JobWatcher) -> usize {
-        w.waiters.lock().map(|m| m.len()).unwrap_or(usize::MAX)
+    #[test]
+    fn the_last_waiter_to_leave_removes_the_entry_on_every_path() {
+        let w = JobWatcher::default();
+        let id = Uuid::now_v7();
+        let (a, b) = (w.watch(id), w.watch(id));
+        assert_eq!(w.watched_jobs(), 1, "one entry per job, not per waiter");
+        drop(a);
+        assert_eq!(w.watched_jobs(), 1, "a live waiter keeps it");
+        drop(b);
+        assert_eq!(w.watched_jobs(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_announcement_wakes_every_waiter_even_one_that_subscribed_before_it_waited() {
+        let w = JobWatcher::default();
+        let id = Uuid::now_v7();
+        let (mut a, mut b) = (w.watch(id), w.watch(id));
+        let tx = w.entries.lock().map(|m| m.get(&id).cloned()).ok().flatten();
+        tx.expect("an entry").send_replace(true);
+        // Both resolve although neither was polling when the announcement came.
+        tokio::time::timeout(Duration::from_secs(1), async {
+            a.announced().await;
+            b.announced().await;
+        })
+        .await
+        .expect("announced");
     }
 
     #[test]
-    fn an_abandoned_registration_is_forgotten() {
+    fn ten_thousand_waiters_of_one_job_leave_nothing_behind() {
         let w = JobWatcher::default();
         let id = Uuid::now_v7();
-        let rx = w.watch(id);
-        w.forget_closed(id);
-        assert_eq!(entries(&w), 1, "a live waiter is kept");
-        drop(rx);
-        w.forget_closed(id);
-        assert_eq!(entries(&w), 0);
+        let watches: Vec<_> = (0..10_000).map(|_| w.watch(id)).collect();
+        assert_eq!(w.watched_jobs(), 1);
+        drop(watches);
+        assert_eq!(w.watched_jobs(), 0);
     }
 }

@@ -193,12 +193,21 @@ impl StatusStore {
             == 1)
     }
 
-    /// The job's status: Redis first, then the durable outcome; unknown → not found.
-    pub async fn get(&self, db: &impl ConnectionTrait, job_id: Uuid) -> Result<JobStatus> {
-        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+    /// The job's status as Redis holds it (one HGETALL), if it holds any.
+    pub async fn cached(&self, job_id: Uuid) -> Result<Option<JobStatus>> {
+        Ok(from_fields(job_id, &self.fields(job_id).await?))
+    }
+
+    async fn fields(&self, job_id: Uuid) -> Result<Vec<(String, String)>> {
+        Ok(redis::cmd("HGETALL")
             .arg(self.key(job_id))
             .query_async(&mut self.redis.clone())
-            .await?;
+            .await?)
+    }
+
+    /// The job's status: Redis first, then the durable outcome; unknown → not found.
+    pub async fn get(&self, db: &impl ConnectionTrait, job_id: Uuid) -> Result<JobStatus> {
+        let fields = self.fields(job_id).await?;
         if let Some(status) = from_fields(job_id, &fields)
             && (status.phase.is_final() || !status_may_be_stale(&status))
         {
