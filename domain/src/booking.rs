@@ -113,10 +113,9 @@ async fn try_reserve(
     job: &ReserveJob,
     policy: &HoldPolicy,
 ) -> Result<Attempt> {
-    let now = Utc::now();
     let txn = db.begin().await?;
     let fail = |code: &str, message: String| Outcome::failed(code, message);
-    let Some(schedule) = schedule_locked_for_user(&txn, job).await? else {
+    let Some((schedule, now)) = schedule_locked_for_user(&txn, job).await? else {
         let outcome = fail(
             "SCHEDULE_NOT_FOUND",
             format!("schedule {} does not exist", job.schedule_id),
@@ -164,7 +163,7 @@ async fn try_reserve(
         rows
     } else {
         for id in overdue {
-            expire_in(&txn, id, now).await?;
+            expire_in(&txn, id).await?;
         }
         requested_seats(&txn, job).await?
     };
@@ -223,24 +222,24 @@ async fn try_reserve(
     finish(txn, job, Outcome::Succeeded(result)).await
 }
 
-/// The job's schedule, read while taking a transaction-scoped advisory lock on
+/// The job's schedule and PostgreSQL's `now()` (the clock of every judgment in
+/// the transaction), read while taking a transaction-scoped advisory lock on
 /// (user, schedule): two reserves of one user then cannot both count the same
-/// per-person headroom, while different users never wait on each other. In the
-/// same statement, so the limit costs no round trip of its own.
+/// per-person headroom, while different users never wait on each other. One
+/// statement, so neither the lock nor the clock costs a round trip of its own.
 async fn schedule_locked_for_user(
     txn: &impl ConnectionTrait,
     job: &ReserveJob,
-) -> Result<Option<schedules::Model>> {
+) -> Result<Option<(schedules::Model, DateTime<Utc>)>> {
     let key = format!("seat-limit|{}|{}", job.user_id, job.schedule_id);
-    Ok(schedules::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT s.*, (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) l) AS locked \
-             FROM schedules s WHERE s.id = $1",
-            [job.schedule_id.into(), key.into()],
-        ))
-        .one(txn)
-        .await?)
+    Ok(crate::platform::db::one_with_now(
+        txn,
+        "SELECT s.*, now() AS db_now, \
+           (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($2, 0))) l) AS locked \
+         FROM schedules s WHERE s.id = $1",
+        [job.schedule_id.into(), key.into()],
+    )
+    .await?)
 }
 
 /// The requested seats (ascending id, the lock order) and how many seats of the
@@ -306,34 +305,29 @@ async fn finish(
     .await
 }
 
-/// Expires `reservation_id` if it is still held and overdue at `now`, freeing its seats.
-/// Returns whether this call expired it. Safe to race with payment and with itself.
-pub async fn expire_reservation(
-    db: &DatabaseConnection,
-    reservation_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<bool> {
+/// Expires `reservation_id` if it is still held and overdue by PostgreSQL's
+/// clock, freeing its seats. Returns whether this call expired it. Safe to race
+/// with payment and with itself.
+pub async fn expire_reservation(db: &DatabaseConnection, reservation_id: Uuid) -> Result<bool> {
     let txn = db.begin().await?;
-    let expired = expire_in(&txn, reservation_id, now).await?;
+    let expired = expire_in(&txn, reservation_id).await?;
     txn.commit().await?;
     Ok(expired)
 }
 
-async fn expire_in(
-    db: &impl ConnectionTrait,
-    reservation_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<bool> {
+/// The conditional flip HELD→EXPIRED judged on the transaction's `now()`.
+async fn expire_in(db: &impl ConnectionTrait, reservation_id: Uuid) -> Result<bool> {
+    let now = || Expr::cust("now()");
     let flipped = reservations::Entity::update_many()
         .col_expr(reservations::Column::Status, Expr::value("EXPIRED"))
         .col_expr(
             reservations::Column::Version,
             Expr::col(reservations::Column::Version).add(1),
         )
-        .col_expr(reservations::Column::UpdatedAt, Expr::value(now))
+        .col_expr(reservations::Column::UpdatedAt, now())
         .filter(reservations::Column::Id.eq(reservation_id))
         .filter(reservations::Column::Status.eq("HELD"))
-        .filter(reservations::Column::ExpiresAt.lte(now))
+        .filter(Expr::col(reservations::Column::ExpiresAt).lte(now()))
         .exec(db)
         .await?;
     if flipped.rows_affected == 0 {
@@ -368,19 +362,18 @@ struct OverdueId {
 /// Expires up to `limit` overdue holds (oldest first) whose expiry job was lost
 /// or is late. Concurrent sweepers skip each other's rows. Returns how many.
 pub async fn sweep_expired(db: &DatabaseConnection, limit: u64) -> Result<u64> {
-    let now = Utc::now();
     let txn = db.begin().await?;
     let rows = OverdueId::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT id FROM reservations WHERE status = 'HELD' AND expires_at <= $1
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        [now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        "SELECT id FROM reservations WHERE status = 'HELD' AND expires_at <= now()
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        [i64::try_from(limit).unwrap_or(i64::MAX).into()],
     ))
     .all(&txn)
     .await?;
     let mut expired = 0;
     for row in rows {
-        expired += u64::from(expire_in(&txn, row.id, now).await?);
+        expired += u64::from(expire_in(&txn, row.id).await?);
     }
     txn.commit().await?;
     Ok(expired)
@@ -392,11 +385,14 @@ pub async fn get_reservation(
     id: Uuid,
     owner: Uuid,
 ) -> Result<Reservation> {
-    let found = reservations::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .filter(|r| r.user_id == owner);
-    let Some(r) = found else {
+    let found = crate::platform::db::one_with_now::<reservations::Model>(
+        db,
+        "SELECT r.*, now() AS db_now FROM reservations r WHERE r.id = $1",
+        [id.into()],
+    )
+    .await?
+    .filter(|(r, _)| r.user_id == owner);
+    let Some((r, now)) = found else {
         return Err(Error::not_found("reservation", id));
     };
     let seat_ids: Vec<i64> = reservation_seats::Entity::find()
@@ -414,7 +410,7 @@ pub async fn get_reservation(
         .into_iter()
         .map(|s| s.number)
         .collect();
-    let status = if r.status == "HELD" && r.expires_at <= Utc::now() {
+    let status = if r.status == "HELD" && r.expires_at <= now {
         "EXPIRED".to_owned()
     } else {
         r.status

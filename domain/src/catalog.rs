@@ -174,7 +174,7 @@ pub async fn create_concert(
         .exec_without_returning(&txn)
         .await?;
     }
-    let schedules = schedules_where(&txn, "s.concert_id = $2", concert.id, now).await?;
+    let schedules = schedules_where(&txn, "s.concert_id = $1", concert.id).await?;
     txn.commit().await?;
     Ok(ConcertWithSchedules {
         id: concert.id,
@@ -198,12 +198,9 @@ pub async fn list_concerts(db: &impl ConnectionTrait) -> Result<Vec<Concert>> {
         .collect())
 }
 
-/// A concert's schedules with seat counts; unknown concert → not found.
-pub async fn list_schedules(
-    db: &impl ConnectionTrait,
-    concert_id: i64,
-    now: DateTime<Utc>,
-) -> Result<Vec<Schedule>> {
+/// A concert's schedules with seat counts (availability by PostgreSQL's clock);
+/// unknown concert → not found.
+pub async fn list_schedules(db: &impl ConnectionTrait, concert_id: i64) -> Result<Vec<Schedule>> {
     if concerts::Entity::find_by_id(concert_id)
         .one(db)
         .await?
@@ -211,58 +208,53 @@ pub async fn list_schedules(
     {
         return Err(Error::not_found("concert", concert_id));
     }
-    schedules_where(db, "s.concert_id = $2", concert_id, now).await
+    schedules_where(db, "s.concert_id = $1", concert_id).await
 }
 
 /// One schedule with seat counts; unknown → not found.
-pub async fn get_schedule(
-    db: &impl ConnectionTrait,
-    schedule_id: i64,
-    now: DateTime<Utc>,
-) -> Result<Schedule> {
-    schedules_where(db, "s.id = $2", schedule_id, now)
+pub async fn get_schedule(db: &impl ConnectionTrait, schedule_id: i64) -> Result<Schedule> {
+    schedules_where(db, "s.id = $1", schedule_id)
         .await?
         .pop()
         .ok_or_else(|| Error::not_found("schedule", schedule_id))
 }
 
+/// Schedules matching `filter` (on `$1`), counted as of the statement's `now()`.
 async fn schedules_where(
     db: &impl ConnectionTrait,
     filter: &str,
     id: i64,
-    now: DateTime<Utc>,
 ) -> Result<Vec<Schedule>> {
     let sql = format!(
         "SELECT s.id, s.concert_id, s.starts_at, s.booking_opens_at, s.booking_closes_at, s.seat_price,
                 count(se.id) AS total_seats,
-                CASE WHEN $1 >= s.booking_opens_at AND $1 < s.booking_closes_at
+                CASE WHEN now() >= s.booking_opens_at AND now() < s.booking_closes_at
                      THEN count(se.id) FILTER (WHERE se.status = 'AVAILABLE'
-                                               OR (se.status = 'HELD' AND se.hold_expires_at <= $1))
+                                               OR (se.status = 'HELD' AND se.hold_expires_at <= now()))
                      ELSE 0 END AS available_seats,
-                ($1 >= s.booking_opens_at AND $1 < s.booking_closes_at) AS booking_open
+                (now() >= s.booking_opens_at AND now() < s.booking_closes_at) AS booking_open
          FROM schedules s LEFT JOIN seats se ON se.schedule_id = s.id
          WHERE {filter}
          GROUP BY s.id
          ORDER BY s.starts_at, s.id"
     );
-    let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, [now.into(), id.into()]);
+    let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, [id.into()]);
     Ok(Schedule::find_by_statement(stmt).all(db).await?)
 }
 
-/// A schedule's seats in number order; unknown schedule → not found.
-pub async fn list_seats(
-    db: &impl ConnectionTrait,
-    schedule_id: i64,
-    now: DateTime<Utc>,
-) -> Result<Vec<Seat>> {
+/// A schedule's seats in number order, an overdue hold shown free by
+/// PostgreSQL's clock; unknown schedule → not found.
+pub async fn list_seats(db: &impl ConnectionTrait, schedule_id: i64) -> Result<Vec<Seat>> {
     use sea_orm::{ColumnTrait, QueryFilter};
-    if schedules::Entity::find_by_id(schedule_id)
-        .one(db)
-        .await?
-        .is_none()
-    {
+    let Some((_, now)) = crate::platform::db::one_with_now::<schedules::Model>(
+        db,
+        "SELECT s.*, now() AS db_now FROM schedules s WHERE s.id = $1",
+        [schedule_id.into()],
+    )
+    .await?
+    else {
         return Err(Error::not_found("schedule", schedule_id));
-    }
+    };
     let rows = seats::Entity::find()
         .filter(seats::Column::ScheduleId.eq(schedule_id))
         .order_by_asc(seats::Column::Number)

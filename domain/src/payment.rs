@@ -28,7 +28,6 @@ pub async fn pay(db: &DatabaseConnection, job: &PayJob) -> Result<Outcome> {
 }
 
 async fn try_pay(db: &DatabaseConnection, job: &PayJob) -> Result<Attempt> {
-    let now = Utc::now();
     let txn = db.begin().await?;
     let finish = |txn, outcome| {
         retry::finish(
@@ -40,11 +39,16 @@ async fn try_pay(db: &DatabaseConnection, job: &PayJob) -> Result<Attempt> {
             outcome,
         )
     };
-    let found = reservations::Entity::find_by_id(job.reservation_id)
-        .one(&txn)
-        .await?
-        .filter(|r| r.user_id == job.user_id);
-    let Some(reservation) = found else {
+    // PostgreSQL's clock judges the hold: the same clock the expiry uses, read in
+    // this transaction (not before waiting for a pooled connection).
+    let found = crate::platform::db::one_with_now::<reservations::Model>(
+        &txn,
+        "SELECT r.*, now() AS db_now FROM reservations r WHERE r.id = $1",
+        [job.reservation_id.into()],
+    )
+    .await?
+    .filter(|(r, _)| r.user_id == job.user_id);
+    let Some((reservation, now)) = found else {
         // Someone else's reservation reads exactly like a missing one.
         let message = format!("reservation {} was not found", job.reservation_id);
         return finish(txn, Outcome::failed("RESERVATION_NOT_FOUND", message)).await;

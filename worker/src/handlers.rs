@@ -178,8 +178,7 @@ pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<()
         // Delayed tasks run on whole seconds and may start a little early.
         let early = (job.expires_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(early.min(Duration::from_secs(5)) + Duration::from_millis(5)).await;
-        let expired =
-            domain::booking::expire_reservation(&ctx.db, job.reservation_id, Utc::now()).await?;
+        let expired = domain::booking::expire_reservation(&ctx.db, job.reservation_id).await?;
         tracing::info!(expired, "hold expiry checked");
         Ok(())
     }

@@ -142,7 +142,7 @@ impl CatalogApi {
         _fan: ActiveFan,
         #[oai(name = "concertId")] concert_id: Path<i64>,
     ) -> Result<Json<ScheduleList>, Problem> {
-        let rows = domain::catalog::list_schedules(&state.db, concert_id.0, Utc::now()).await?;
+        let rows = domain::catalog::list_schedules(&state.db, concert_id.0).await?;
         Ok(Json(ScheduleList {
             items: converted(rows),
         }))
@@ -156,7 +156,7 @@ impl CatalogApi {
         _fan: ActiveFan,
         #[oai(name = "scheduleId")] schedule_id: Path<i64>,
     ) -> Result<Json<SeatList>, Problem> {
-        let rows = domain::catalog::list_seats(&state.db, schedule_id.0, Utc::now()).await?;
+        let rows = domain::catalog::list_seats(&state.db, schedule_id.0).await?;
         Ok(Json(SeatList {
             items: converted(rows),
         }))

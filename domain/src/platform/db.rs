@@ -2,10 +2,34 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    FromQueryResult, Statement, Value,
+};
 
 use crate::platform::config::Config;
+
+/// One row of `M` read by `sql`, which must also select `now() AS db_now`:
+/// PostgreSQL's clock, the one every time judgment is made on (never the
+/// process's own, nor a time read before waiting for a pooled connection).
+/// Inside a transaction `now()` is its start, the same for every statement.
+pub async fn one_with_now<M: FromQueryResult>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Option<(M, DateTime<Utc>)>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    row.map(|r| Ok((M::from_query_result(&r, "")?, r.try_get("", "db_now")?)))
+        .transpose()
+}
 
 /// Opens the pool and checks one connection. Statements are bounded so a stuck
 /// query cannot hold a worker forever.
