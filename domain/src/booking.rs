@@ -170,7 +170,7 @@ async fn try_reserve(
     let reservation_id = Uuid::now_v7();
     let expires_at = now + chrono::Duration::from_std(policy.ttl).unwrap_or_default();
     let total_price = rows.iter().map(|s| s.price).sum();
-    reservations::Entity::insert(reservations::ActiveModel {
+    let inserted = reservations::Entity::insert(reservations::ActiveModel {
         id: Set(reservation_id),
         user_id: Set(job.user_id),
         schedule_id: Set(job.schedule_id),
@@ -183,7 +183,17 @@ async fn try_reserve(
         updated_at: Set(now),
     })
     .exec_without_returning(&txn)
-    .await?;
+    .await
+    .map_err(Error::from);
+    if let Err(e) = inserted {
+        if !retry::violates(&e, "reservations_user_id_fkey") {
+            return Err(e);
+        }
+        // The user was deleted after the job was accepted: a final outcome, not a retry.
+        txn.rollback().await?;
+        let message = format!("user {} does not exist; nothing was held", job.user_id);
+        return finish(db.begin().await?, job, fail("USER_NOT_FOUND", message)).await;
+    }
     for seat in &rows {
         let held = seats::Entity::update_many()
             .col_expr(seats::Column::Status, Expr::value("HELD"))

@@ -102,6 +102,11 @@ pub fn is_duplicate_outcome(e: &Error) -> bool {
     )
 }
 
+/// True when `e` is a violation of the named constraint.
+pub fn violates(e: &Error, constraint: &str) -> bool {
+    database_error(e).and_then(|d| d.constraint()) == Some(constraint)
+}
+
 /// Lost an optimistic race: a live-seat uniqueness violation, deadlock or serialization failure.
 pub fn is_conflict(e: &Error) -> bool {
     let Some(d) = database_error(e) else {

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_schema;
 mod m20261130_000001_seat_limit_index;
+mod m20261130_000002_outcomes_outlive_users;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -20,6 +21,16 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_schema::Migration),
             Box::new(m20261130_000001_seat_limit_index::Migration),
+            Box::new(m20261130_000002_outcomes_outlive_users::Migration),
         ]
     }
+}
+
+/// Runs one migration's SQL (each step is plain SQL, see the crate doc).
+async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(drop)
 }
