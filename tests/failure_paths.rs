@@ -39,8 +39,10 @@ async fn a_recharge_for_a_user_deleted_after_acceptance_ends_user_not_found() {
         "{done}"
     );
     assert_eq!(
-        app.scalar(&format!("SELECT count(*) FROM job_outcomes WHERE job_id = '{job}'"))
-            .await,
+        app.scalar(&format!(
+            "SELECT count(*) FROM job_outcomes WHERE job_id = '{job}'"
+        ))
+        .await,
         1,
         "the outcome is stored"
     );
@@ -62,5 +64,50 @@ async fn a_reserve_for_a_user_deleted_after_acceptance_ends_user_not_found() {
             .await,
         0,
         "nothing was held"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_whose_status_write_was_lost_still_reads_queued_then_final() {
+    // No workers yet: the job waits in its queue.
+    let app = TestApp::spawn().await;
+    let schedule = app.open_concert(1, 1_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    let (fan, other) = (app.active_fan().await, app.active_fan().await);
+    let job = TestApp::accepted_job(app.reserve(&fan, schedule, &[3], None).await).await;
+    // The QUEUED write is gone (as if it had failed after the push).
+    let mut redis = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let removed: i64 = redis::cmd("DEL")
+        .arg(format!("{}:job:{job}", app.redis_prefix()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let read: serde_json::Value = app
+        .get_as(&fan.access, &format!("/v1/jobs/{job}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (read["status"].as_str(), read["kind"].as_str()),
+        (Some("QUEUED"), Some("RESERVE")),
+        "{read}"
+    );
+    common::problem(
+        app.get_as(&other.access, &format!("/v1/jobs/{job}")).await,
+        404,
+    )
+    .await;
+    // A worker comes: the job ends as usual.
+    let _worker = TestApp::builder().sibling_of(&app).workers(1).spawn().await;
+    assert_eq!(
+        app.final_job(&fan.access, &job).await["status"],
+        "SUCCEEDED"
     );
 }

@@ -196,9 +196,16 @@ impl JobProducer {
         }
         let accepted_at = Utc::now();
         push(storage, build(job_id, accepted_at), job_id, None).await?;
-        self.status
+        // Once pushed, the job is accepted: a failed status write must not turn
+        // into a 503 that invites a retry (a second recharge without a key). The
+        // status reads fall back to the queued task itself (`StatusStore::get`).
+        if let Err(error) = self
+            .status
             .mark_queued(job_id, kind, user_id, accepted_at)
-            .await?;
+            .await
+        {
+            tracing::warn!(%error, job.id = %job_id, "job queued, but its QUEUED status was not recorded");
+        }
         Ok(Submitted { job_id, replayed })
     }
 

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{JobKind, Outcome};
+use super::{JobKind, Outcome, backend};
 use crate::error::{Error, Result};
 
 /// How long a status hash lives in Redis; PostgreSQL keeps outcomes for good.
@@ -217,9 +217,56 @@ impl StatusStore {
         match (outcome, from_fields(job_id, &fields)) {
             (Some(o), _) => Ok(from_outcome(o)),
             (None, Some(status)) => Ok(status),
-            (None, None) => Err(Error::not_found("job", job_id)),
+            (None, None) => self
+                .queued_task(job_id)
+                .await?
+                .ok_or_else(|| Error::not_found("job", job_id)),
         }
     }
+
+    /// A job whose status hash is missing (its write failed after the push, or
+    /// Redis lost it) but whose task still waits in a queue reads as QUEUED,
+    /// from the task's own payload. One pipelined HGET per job kind's queue.
+    async fn queued_task(&self, job_id: Uuid) -> Result<Option<JobStatus>> {
+        let mut pipe = redis::pipe();
+        for queue in CLIENT_QUEUES.map(|(_, q)| q) {
+            pipe.cmd("HGET")
+                .arg(format!("{}:data", backend::queue_name(&self.prefix, queue)))
+                .arg(job_id.to_string());
+        }
+        let found: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.redis.clone()).await?;
+        Ok(CLIENT_QUEUES
+            .iter()
+            .zip(found)
+            .find_map(|((kind, _), data)| Some((*kind, data?)))
+            .and_then(|(kind, data)| {
+                let task: QueuedTask = serde_json::from_slice(&data).ok()?;
+                Some(JobStatus {
+                    job_id,
+                    kind,
+                    user_id: Some(task.user_id),
+                    phase: Phase::Queued,
+                    result: None,
+                    error: None,
+                    created_at: task.accepted_at,
+                    updated_at: task.accepted_at,
+                })
+            }))
+    }
+}
+
+/// The queues of client-visible jobs, by kind.
+const CLIENT_QUEUES: [(JobKind, &str); 3] = [
+    (JobKind::Reserve, backend::RESERVE_QUEUE),
+    (JobKind::Recharge, backend::RECHARGE_QUEUE),
+    (JobKind::Pay, backend::PAY_QUEUE),
+];
+
+/// The fields every client-visible job payload carries (apalis stores the payload as JSON).
+#[derive(serde::Deserialize)]
+struct QueuedTask {
+    user_id: Uuid,
+    accepted_at: DateTime<Utc>,
 }
 
 /// A non-final status older than a minute is double-checked against PostgreSQL
