@@ -77,11 +77,7 @@ async fn a_queued_job_whose_status_write_was_lost_still_reads_queued_then_final(
     let (fan, other) = (app.active_fan().await, app.active_fan().await);
     let job = TestApp::accepted_job(app.reserve(&fan, schedule, &[3], None).await).await;
     // The QUEUED write is gone (as if it had failed after the push).
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis().await;
     let removed: i64 = redis::cmd("DEL")
         .arg(format!("{}:job:{job}", app.redis_prefix()))
         .query_async(&mut redis)

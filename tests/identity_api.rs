@@ -159,13 +159,7 @@ async fn another_users_resources_are_404_and_nothing_is_written() {
     assert_eq!(before, after, "nothing was written");
     let queued: i64 = redis::cmd("HLEN")
         .arg(format!("{}_recharge:data", app.redis_prefix()))
-        .query_async(
-            &mut redis::Client::open(common::redis_url())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap(),
-        )
+        .query_async(&mut app.redis().await)
         .await
         .unwrap();
     assert_eq!(queued, 0, "no recharge was queued");

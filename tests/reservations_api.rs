@@ -240,11 +240,7 @@ async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
     let rid = job["result"]["reservationId"].as_str().unwrap().to_owned();
     // Delete the delayed job from Redis: it can no longer run.
     let queue = format!("{}_expire_hold", app.redis_prefix());
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis().await;
     let removed: i64 = redis::cmd("ZREM")
         .arg(format!("{queue}:scheduled"))
         .arg(&rid)
@@ -425,13 +421,7 @@ async fn bad_reserve_requests_are_refused_before_anything_is_queued() {
     );
     let queued: i64 = redis::cmd("EXISTS")
         .arg(format!("{}_reserve:data", app.redis_prefix()))
-        .query_async(
-            &mut redis::Client::open(common::redis_url())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap(),
-        )
+        .query_async(&mut app.redis().await)
         .await
         .unwrap();
     assert_eq!(queued, 0, "nothing was enqueued");

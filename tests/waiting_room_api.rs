@@ -100,13 +100,7 @@ async fn a_place_in_line_needs_the_callers_own_access_token() {
     assert_eq!(p["field"], "userId");
     let waiting: i64 = redis::cmd("EXISTS")
         .arg(format!("{}:wr:waiting", app.redis_prefix()))
-        .query_async(
-            &mut redis::Client::open(common::redis_url())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap(),
-        )
+        .query_async(&mut app.redis().await)
         .await
         .unwrap();
     assert_eq!(waiting, 0, "nobody was put in line");

@@ -458,11 +458,7 @@ async fn a_paid_hold_is_untouched_by_its_expiry_job() {
         "SUCCEEDED"
     );
     let done = format!("{}_expire_hold:done", app.redis_prefix());
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.redis().await;
     let started = Instant::now();
     while !redis::cmd("SISMEMBER")
         .arg(&done)

@@ -7,10 +7,6 @@
 
 pub use sea_orm_migration::prelude::*;
 
-mod m20261122_000001_schema;
-mod m20261130_000001_seat_limit_index;
-mod m20261130_000002_outcomes_outlive_users;
-
 /// Every migration of the project, in order.
 #[derive(Debug)]
 pub struct Migrator;
@@ -26,11 +22,56 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Runs one migration's SQL (each step is plain SQL, see the crate doc).
+/// A migration step written as plain SQL (see the crate doc): `UP` and `DOWN`.
+macro_rules! sql_migration {
+    ($up:expr, $down:expr) => {
+        #[derive(DeriveMigrationName)]
+        pub(crate) struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run_sql(manager, $up).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run_sql(manager, $down).await
+            }
+        }
+    };
+}
+pub(crate) use sql_migration;
+
+/// Runs one migration's SQL.
 async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     manager
         .get_connection()
         .execute_unprepared(sql)
         .await
         .map(drop)
+}
+
+mod m20261122_000001_schema;
+mod m20261130_000001_seat_limit_index;
+mod m20261130_000002_outcomes_outlive_users;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_migration_is_named_for_its_file() {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "m20261122_000001_schema",
+                "m20261130_000001_seat_limit_index",
+                "m20261130_000002_outcomes_outlive_users",
+            ]
+        );
+    }
 }

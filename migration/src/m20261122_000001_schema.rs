@@ -3,9 +3,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub(crate) struct Migration;
-
 const UP: &str = r#"
 CREATE TABLE users (
     id          uuid PRIMARY KEY,
@@ -139,13 +136,4 @@ ALTER TABLE IF EXISTS seats DROP CONSTRAINT IF EXISTS seats_reservation_fk;
 DROP TABLE IF EXISTS reservations, seats, schedules, concerts, ledger_entries, wallets, users;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(manager, DOWN).await
-    }
-}
+crate::sql_migration!(UP, DOWN);

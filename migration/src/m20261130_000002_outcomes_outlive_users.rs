@@ -5,9 +5,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub(crate) struct Migration;
-
 const UP: &str = r"
 ALTER TABLE job_outcomes DROP CONSTRAINT IF EXISTS job_outcomes_user_id_fkey;
 ";
@@ -17,13 +14,4 @@ ALTER TABLE job_outcomes ADD CONSTRAINT job_outcomes_user_id_fkey
     FOREIGN KEY (user_id) REFERENCES users(id) NOT VALID;
 ";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_sql(manager, DOWN).await
-    }
-}
+crate::sql_migration!(UP, DOWN);

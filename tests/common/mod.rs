@@ -315,6 +315,15 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).unwrap()
     }
 
+    /// A connection to the Redis the app uses, for looking behind its back.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     pub fn redis_prefix(&self) -> &str {
         &self.config.redis_prefix
     }
