@@ -31,7 +31,7 @@ pub struct JobContext {
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
     pub status: StatusStore,
-    pub queue: JobProducer,
+    pub producer: JobProducer,
     pub waiting_room: WaitingRoom,
 }
 
@@ -112,7 +112,7 @@ pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDy
         .await?;
         // Also on a replayed outcome: the first delivery may have died before scheduling it.
         if let Outcome::Succeeded(hold) = &outcome {
-            schedule_expiry(&ctx.queue, hold).await;
+            schedule_expiry(&ctx.producer, hold).await;
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ pub async fn pay(job: PayJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> 
 
 /// Pushes the delayed expiry (idempotent: the task id is the reservation id).
 /// A failure is logged, not retried: the sweep expires holds whose job is missing.
-async fn schedule_expiry(queue: &JobProducer, hold: &serde_json::Value) {
+async fn schedule_expiry(producer: &JobProducer, hold: &serde_json::Value) {
     let id = hold["reservationId"]
         .as_str()
         .and_then(|s| Uuid::parse_str(s).ok());
@@ -165,7 +165,7 @@ async fn schedule_expiry(queue: &JobProducer, hold: &serde_json::Value) {
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
     if let (Some(id), Some(at)) = (id, at)
-        && let Err(error) = queue.schedule_expiry(id, at.with_timezone(&Utc)).await
+        && let Err(error) = producer.schedule_expiry(id, at.with_timezone(&Utc)).await
     {
         tracing::warn!(%error, reservation.id = %id, "could not schedule the hold's expiry; the sweep will");
     }

@@ -41,7 +41,7 @@ pub async fn run(
     let redis = domain::platform::redis_conn::connect(&config).await?;
     let ctx = JobContext {
         status: StatusStore::new(redis.clone(), &config.redis_prefix),
-        queue: JobProducer::new(redis.clone(), &config),
+        producer: JobProducer::new(redis.clone(), &config),
         waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &config),
         db: db.clone(),
         redis: redis.clone(),
