@@ -55,5 +55,13 @@ ensure_redis() {
   wait_for Redis sh -c '[ "$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ]'
 }
 
+# `--test-tools`: also the command-line tools the test suite calls (openssl
+# generates the RSA key pair of the external-identity-provider test).
+ensure_test_tools() {
+  command -v openssl >/dev/null || apt_install openssl
+}
+
 ensure_postgres
 ensure_redis
+[ "${1:-}" = --test-tools ] && ensure_test_tools
+exit 0

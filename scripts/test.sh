@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cargo-env.sh
-scripts/services.sh
+scripts/services.sh --test-tools
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
