@@ -52,7 +52,11 @@ impl BalanceApi {
     ) -> Result<AcceptedResponse, Problem> {
         caller.owns(user_id.0)?;
         let amount = domain::wallet::validate_amount(body.amount)?;
-        ensure_user(&state, user_id.0).await?;
+        // The user may have been deleted since the token was issued: 404, nothing queued.
+        let exists = domain::accounts::get_user(&state.db, user_id.0);
+        state
+            .known_user(user_id.0, async { exists.await.map(drop) })
+            .await?;
         let submitted = state
             .jobs
             .submit_recharge(
@@ -81,14 +85,4 @@ impl BalanceApi {
             balance,
         }))
     }
-}
-
-/// 404 for an unknown user, checked against the Redis cache of known users
-/// first, PostgreSQL on a miss.
-async fn ensure_user(state: &AppState, user_id: Uuid) -> Result<(), Problem> {
-    if !state.waiting_room.knows_user(user_id).await? {
-        domain::accounts::get_user(&state.db, user_id).await?;
-        state.waiting_room.remember_user(user_id).await?;
-    }
-    Ok(())
 }

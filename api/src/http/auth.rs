@@ -49,7 +49,10 @@ async fn check_access(req: &Request, bearer: Bearer) -> poem::Result<identity::C
     let state = req.data::<AppState>().ok_or_else(Problem::internal)?;
     let caller = verify(state, &bearer.token)?;
     if state.identity.is_external() {
-        provision(state, &caller).await?;
+        // A provider's first token of a new `sub` creates the user (once: PostgreSQL decides).
+        state
+            .known_user(caller.user_id, identity::provision(&state.db, &caller))
+            .await?;
     }
     Ok(caller)
 }
@@ -59,16 +62,6 @@ fn verify(state: &AppState, token: &str) -> Result<identity::Caller, Problem> {
         .identity
         .verify(token)
         .map_err(|why| Problem::unauthorized(why.to_string()))
-}
-
-/// An external provider's first token of a new `sub` creates the user (once:
-/// PostgreSQL decides, the Redis set of known users spares later calls the trip).
-async fn provision(state: &AppState, caller: &identity::Caller) -> Result<(), Problem> {
-    if !state.waiting_room.knows_user(caller.user_id).await? {
-        identity::provision(&state.db, caller).await?;
-        state.waiting_room.remember_user(caller.user_id).await?;
-    }
-    Ok(())
 }
 
 /// `Authorization: Bearer <queue token>` of the fan, waiting or active, for reading their jobs.
