@@ -1,7 +1,8 @@
 // recharge-storm: many concurrent recharges of few users. Every accepted
 // recharge must be applied exactly once: the final balances must equal the
 // sum of the succeeded jobs.
-//   STORM_USERS (10), STORM_RATE (recharges/s, 300), STORM_DURATION (20s)
+//   STORM_USERS (10), STORM_RATE (recharges/s, 300), STORM_DURATION (20s),
+//   STORM_KEYS (unset; 1 = every recharge carries its own Idempotency-Key, as clients should)
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { check } from 'k6';
@@ -31,7 +32,8 @@ export function setup() {
 
 export default function (data) {
   const user = data.users[exec.scenario.iterationInTest % data.users.length];
-  const r = post(`/v1/users/${user.userId}/balance/recharges`, { amount: AMOUNT }, user.access, { name: 'recharge' });
+  const headers = __ENV.STORM_KEYS ? { 'Idempotency-Key': `storm-${exec.scenario.iterationInTest}` } : {};
+  const r = post(`/v1/users/${user.userId}/balance/recharges`, { amount: AMOUNT }, user.access, { name: 'recharge', headers });
   if (r.status >= 500) server5xx.add(1);
   if (!check(r, { 'recharge accepted (202)': (x) => x.status === 202 })) return;
   acceptMs.add(r.timings.duration);

@@ -44,21 +44,43 @@ ensure_postgres() {
   fi
 }
 
+# Redis must keep an append-only file fsynced on every write (SPEC §5,
+# Durability): a 202 is a promise, and the api and worker refuse a Redis that
+# would forget accepted jobs on a restart. A running Redis is switched over
+# with CONFIG SET (it writes its AOF into its own `dir`); one started here
+# keeps it in $CONCERT_REDIS_DIR.
+redis_cli() { redis-cli -h 127.0.0.1 -p 6379 "$@"; }
 ensure_redis() {
-  if command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+  if command -v redis-cli >/dev/null && [ "$(redis_cli ping 2>/dev/null)" = PONG ]; then
     say "Redis is up"
+    if [ "$(redis_cli CONFIG GET appendonly 2>/dev/null | sed -n 2p)" != yes ] ||
+       [ "$(redis_cli CONFIG GET appendfsync 2>/dev/null | sed -n 2p)" != always ]; then
+      say "turning on Redis persistence: appendonly yes, appendfsync always"
+      redis_cli CONFIG SET appendfsync always >/dev/null
+      redis_cli CONFIG SET appendonly yes >/dev/null
+    fi
     return
   fi
   command -v redis-server >/dev/null || apt_install redis-server
-  say "starting Redis (no persistence)"
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+  local dir=${CONCERT_REDIS_DIR:-/var/lib/concert-redis}
+  mkdir -p "$dir" 2>/dev/null || as_root mkdir -p "$dir"
+  say "starting Redis (AOF, appendfsync always, in $dir)"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly yes --appendfsync always --dir "$dir" >/dev/null
   wait_for Redis sh -c '[ "$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ]'
 }
 
 # `--test-tools`: also the command-line tools the test suite calls (openssl
-# generates the RSA key pair of the external-identity-provider test).
+# generates the RSA key pair of the external-identity-provider test; headless
+# Chromium and its WebDriver run the web app's browser test, tests/web_app.rs,
+# which fails rather than skips without them).
 ensure_test_tools() {
   command -v openssl >/dev/null || apt_install openssl
+  # promtool (Debian ships it in `prometheus`): tests/metrics.rs checks /metrics and docs/ops/alerts.yml.
+  command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt_install chromium chromium-driver
+  fi
 }
 
 ensure_postgres

@@ -63,6 +63,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     if matches!(command, Command::Api | Command::Standalone) {
         // Before anything else starts: a refused configuration must change nothing.
         api::refuse_public_dev_secrets(&config).await?;
+        // A 202 is a promise only a Redis with an append-only file keeps (the worker checks too).
+        domain::platform::redis_conn::require_durable(&config).await?;
     }
     match command {
         Command::Migrate => migrate(&config).await,

@@ -112,7 +112,7 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
     let redis = domain::platform::redis_conn::connect(&app.config)
         .await
         .unwrap();
-    let store = StatusStore::new(redis.clone(), app.redis_prefix());
+    let store = StatusStore::new(redis.clone(), &app.config);
     let (id, user, at) = (Uuid::now_v7(), Uuid::now_v7(), Utc::now());
     let phase = |s: &StatusStore| {
         let s = s.clone();
@@ -233,7 +233,7 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
     let redis = domain::platform::redis_conn::connect(&app.config)
         .await
         .unwrap();
-    let store = StatusStore::new(redis, app.redis_prefix());
+    let store = StatusStore::new(redis, &app.config);
     let mut running = 0;
     for (_, id) in &job_ids {
         let status = store
@@ -315,7 +315,7 @@ async fn the_vacuum_removes_only_old_finished_tasks() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let young = domain::jobs::backend::vacuum_done(
+    let young = domain::jobs::housekeeping::vacuum_done(
         &redis,
         &app.config,
         "reserve",
@@ -327,9 +327,10 @@ async fn the_vacuum_removes_only_old_finished_tasks() {
     // With age 0 the task goes once its (whole-second) done time has passed.
     let started = Instant::now();
     loop {
-        let n = domain::jobs::backend::vacuum_done(&redis, &app.config, "reserve", Duration::ZERO)
-            .await
-            .unwrap();
+        let n =
+            domain::jobs::housekeeping::vacuum_done(&redis, &app.config, "reserve", Duration::ZERO)
+                .await
+                .unwrap();
         if n == 1 {
             break;
         }

@@ -9,6 +9,7 @@
 
 pub mod endpoints;
 pub mod http;
+pub mod web;
 
 use std::{future::Future, sync::Arc};
 
@@ -38,17 +39,27 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
     )
 }
 
-/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`.
+/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`,
+/// the fan web app at `/` (`web`).
 pub fn app(state: AppState) -> impl Endpoint {
     let api = openapi();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let templates = Arc::new(path_params::PathTemplates::from_spec(&api.spec()));
     let body_limit = json_body::BodyLimit(state.config.api_body_limit_bytes);
+    let request_metrics =
+        http::metrics::RequestMetrics::new(Arc::clone(&templates), &state.config.redis_prefix);
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        // Observability (not in the OpenAPI document): Prometheus scrape, the ops page shell.
+        .at("/metrics", http::metrics::endpoint)
+        .nest("/ops", http::ops_page::routes())
+        // The fan web app (not in the OpenAPI document): its assets, and the
+        // page at `/` (a middleware: see web::RootPage). Keep it the last route.
+        .nest("/app", web::assets())
+        .with(web::RootPage)
         .around(move |ep, req| {
             let templates = Arc::clone(&templates);
             async move {
@@ -66,6 +77,8 @@ pub fn app(state: AppState) -> impl Endpoint {
         .data(body_limit)
         .data(state)
         .with(request_id::RequestIdMiddleware)
+        // Outermost, so it records the status the client gets (errors and panics mapped).
+        .with(request_metrics)
 }
 
 /// Connects lazily to PostgreSQL and Redis and builds the state.
@@ -132,6 +145,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
+    // The ops window's sampler lives as long as the server (its sender drops on return).
+    let (_sampling, stop_sampling) = tokio::sync::watch::channel(false);
+    tokio::spawn(domain::ops::window::sample_loop(
+        state.redis.clone(),
+        state.db.clone(),
+        state.config.redis_prefix.clone(),
+        stop_sampling,
+    ));
     Server::new_with_acceptor(acceptor)
         .name("concert-api")
         .run_with_graceful_shutdown(app(state), shutdown, Some(grace))

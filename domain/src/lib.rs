@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod identity;
 pub mod jobs;
+pub mod ops;
 pub mod payment;
 pub mod platform;
 pub mod retry;

@@ -4,7 +4,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod browser;
 pub mod db;
+pub mod own_redis;
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -74,6 +76,8 @@ impl TestAppBuilder {
             .insert("DATABASE_URL", app.config.database_url.clone());
         self.overrides
             .insert("REDIS_PREFIX", app.config.redis_prefix.clone());
+        self.overrides
+            .insert("REDIS_URL", app.config.redis_url.clone());
         self.shared_db = true;
         self
     }
@@ -95,6 +99,8 @@ impl TestAppBuilder {
             ("ADMIN_TOKEN", "test-admin-token".into()),
             ("API_BODY_LIMIT_BYTES", "4096".into()),
             ("SHUTDOWN_GRACE_SECONDS", "2".into()),
+            // Many in-process workers: each metrics endpoint on its own free port.
+            ("WORKER_METRICS_ADDR", "127.0.0.1:0".into()),
         ]);
         vars.extend(self.overrides);
         let config = Config::from_map(&vars).expect("test config is valid");
@@ -317,7 +323,7 @@ impl TestApp {
 
     /// A connection to the Redis the app uses, for looking behind its back.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url())
+        redis::Client::open(self.config.redis_url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -333,9 +339,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         let pattern = format!("{}*", self.config.redis_prefix);
+        let url = self.config.redis_url.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
-            else {
+            let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
                 return;
             };
             let keys: Vec<String> = conn

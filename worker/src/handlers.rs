@@ -14,9 +14,10 @@ use chrono::Utc;
 use domain::{
     Config,
     jobs::{
-        ExpireHoldJob, JobKind, Outcome, PayJob, RechargeJob, ReserveJob, outcomes,
+        ExpireHoldJob, JobHeader, JobKind, Outcome, PayJob, RechargeJob, ReserveJob, outcomes,
         producer::JobProducer, status::StatusStore,
     },
+    ops::metrics,
     waiting_room::WaitingRoom,
 };
 use redis::aio::ConnectionManager;
@@ -60,6 +61,49 @@ struct Run {
 /// The common shape: mark RUNNING, count the delivery (finalize as failed past
 /// the cap), run `op`, then record the final status. `Err` asks apalis to retry.
 async fn run_job<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
+where
+    F: Future<Output = domain::Result<Outcome>>,
+{
+    let (kind, accepted) = (run.kind, run.accepted);
+    let label = metrics::kind_label(kind);
+    metrics::job_started(label);
+    // Boxed: the domain operation's future is large (clippy::large_futures).
+    let result = Box::pin(run_delivery(ctx, run, op)).await;
+    let prefix = &ctx.config.redis_prefix;
+    match &result {
+        Ok(outcome) => {
+            let settle = (Utc::now() - accepted).to_std().ok();
+            metrics::job_finished(
+                prefix,
+                label,
+                matches!(outcome, Outcome::Succeeded(_)),
+                settle,
+            );
+        }
+        Err(error) => record_error(prefix, label, error.as_ref()),
+    }
+    result
+}
+
+/// Counts a delivery handed back to the queue, and the dependency it failed on.
+fn record_error(prefix: &str, label: &'static str, error: &(dyn std::error::Error + 'static)) {
+    metrics::job_retry(prefix, label);
+    let dependency = if let Some(e) = error.downcast_ref::<domain::Error>() {
+        metrics::dependency_of(e)
+    } else if error.is::<redis::RedisError>() {
+        Some("redis")
+    } else if error.is::<sea_orm::DbErr>() {
+        Some("postgres")
+    } else {
+        None
+    };
+    if let Some(dependency) = dependency {
+        metrics::dependency_error(Some(prefix), dependency);
+    }
+}
+
+/// One delivery: RUNNING, the delivery count, the operation, the final status.
+async fn run_delivery<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
 where
     F: Future<Output = domain::Result<Outcome>>,
 {
@@ -178,12 +222,42 @@ pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<()
         // Delayed tasks run on whole seconds and may start a little early.
         let early = (job.expires_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(early.min(Duration::from_secs(5)) + Duration::from_millis(5)).await;
-        let expired = domain::booking::expire_reservation(&ctx.db, job.reservation_id).await?;
-        tracing::info!(expired, "hold expiry checked");
-        Ok(())
+        metrics::job_started("expire_hold");
+        let prefix = &ctx.config.redis_prefix;
+        match domain::booking::expire_reservation(&ctx.db, job.reservation_id).await {
+            Ok(expired) => {
+                tracing::info!(expired, "hold expiry checked");
+                metrics::job_finished(prefix, "expire_hold", true, None);
+                Ok(())
+            }
+            Err(error) => {
+                record_error(prefix, "expire_hold", &error);
+                Err(error.into())
+            }
+        }
     }
     .instrument(span)
     .await
+}
+
+/// Finalizes a job past its delivery cap that apalis buried (see
+/// `housekeeping::reap`): its stored outcome if it has one, else `FAILED`
+/// `ATTEMPTS_EXHAUSTED`; then records the final status for pollers.
+pub async fn finalize_exhausted(
+    ctx: &JobContext,
+    job: JobHeader,
+    kind: JobKind,
+) -> Result<Outcome, BoxDynError> {
+    let JobHeader {
+        job_id,
+        user_id,
+        accepted_at,
+    } = job;
+    let outcome = give_up(ctx, job_id, kind, user_id, accepted_at).await?;
+    ctx.status
+        .mark_final(job_id, kind, user_id, accepted_at, &outcome)
+        .await?;
+    Ok(outcome)
 }
 
 /// Finalizes a job that kept failing on infrastructure errors.

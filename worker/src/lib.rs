@@ -1,7 +1,9 @@
-//! The job worker: an apalis Monitor over the Redis-backed queues, plus the
-//! periodic sweep of overdue holds. Wiring only — behaviour lives in `domain`.
+//! The job worker: one supervised apalis consumer per Redis-backed queue, plus
+//! the periodic chores in [`housekeeping`]. Wiring only — behaviour lives in `domain`.
 
 pub mod handlers;
+pub mod housekeeping;
+pub mod observe;
 pub mod poll;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -13,8 +15,7 @@ use domain::{
     jobs::{
         ExpireHoldJob, PayJob, RechargeJob, ReserveJob,
         backend::{
-            ALL_QUEUES, EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE, backend_config,
-            worker_name,
+            EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE, backend_config, worker_name,
         },
         producer::JobProducer,
         status::StatusStore,
@@ -22,29 +23,33 @@ use domain::{
 };
 use handlers::JobContext;
 use poll::ArmedInterval;
-use tokio::sync::watch;
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-/// Overdue holds expired per sweep transaction.
-const SWEEP_BATCH: u64 = 500;
-/// How often finished tasks are vacuumed from apalis-redis, and their minimum age.
-const VACUUM_EVERY: Duration = Duration::from_secs(300);
-const VACUUM_AGE: Duration = Duration::from_secs(3600);
+/// First wait before a consumer that stopped on an error is started again; it
+/// doubles on each stop in a row up to [`RESTART_MAX`], and starts over once a
+/// consumer has run for [`RESTART_HEALTHY`]. Without it, a Redis outage turns
+/// into a tight loop of restarts (each registering a new worker in Redis).
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+const RESTART_HEALTHY: Duration = Duration::from_secs(60);
 
-/// Connects, registers every job worker and runs until `shutdown` resolves;
-/// in-flight jobs then get `SHUTDOWN_GRACE_SECONDS` to finish. Jobs still running
-/// after that are recovered by another worker once this one's heartbeat is missed.
+/// Checks Redis keeps an append-only file, connects, starts every consumer and
+/// chore and runs until `shutdown` resolves; in-flight jobs then get
+/// `SHUTDOWN_GRACE_SECONDS` to finish. Jobs still running after that are
+/// recovered by another worker once this one's heartbeat is missed.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    domain::platform::redis_conn::require_durable(&config).await?;
     let db = domain::platform::db::connect(&config).await?;
     let redis = domain::platform::redis_conn::connect(&config).await?;
     let ctx = JobContext {
-        status: StatusStore::new(redis.clone(), &config.redis_prefix),
+        status: StatusStore::new(redis.clone(), &config),
         producer: JobProducer::new(redis.clone(), &config),
         waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &config),
-        db: db.clone(),
-        redis: redis.clone(),
+        db,
+        redis,
         config: Arc::new(config.clone()),
     };
     tracing::info!(
@@ -52,160 +57,100 @@ pub async fn run(
         concurrency = config.worker_concurrency,
         "worker started"
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_loop(
-        db,
-        config.worker_sweep_interval,
-        stop_rx.clone(),
-    ));
-    let vacuum = tokio::spawn(vacuum_loop(redis.clone(), config.clone(), stop_rx));
-    let monitor = register(monitor(&config), &config, &redis, &ctx);
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.await;
-            tracing::info!("worker shutting down");
-            Ok(())
-        })
-        .await;
+    let (stop_tx, stop) = watch::channel(false);
+    let tasks: Vec<JoinHandle<()>> = vec![
+        tokio::spawn(housekeeping::sweep(ctx.clone(), stop.clone())),
+        tokio::spawn(housekeeping::vacuum(ctx.clone(), stop.clone())),
+        tokio::spawn(housekeeping::reap(ctx.clone(), stop.clone())),
+        observe::start(&config, ctx.db.clone(), ctx.redis.clone(), stop.clone()).await,
+        supervise!(ctx, stop, ReserveJob, RESERVE_QUEUE, handlers::reserve),
+        supervise!(
+            ctx,
+            stop,
+            ExpireHoldJob,
+            EXPIRE_QUEUE,
+            handlers::expire_hold
+        ),
+        supervise!(ctx, stop, RechargeJob, RECHARGE_QUEUE, handlers::recharge),
+        supervise!(ctx, stop, PayJob, PAY_QUEUE, handlers::pay),
+    ];
+    shutdown.await;
+    tracing::info!("worker shutting down");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(sweeper, vacuum);
-    result?;
+    futures::future::join_all(tasks).await;
     tracing::info!("worker stopped");
     Ok(())
 }
 
-/// Registers one consumer of `$queue` running `$handler` for jobs of type `$job`.
-/// A macro because apalis' builder types differ per handler.
-macro_rules! consumer {
-    ($monitor:expr, $config:expr, $redis:expr, $ctx:expr, $job:ty, $queue:expr, $handler:path) => {{
-        let (poll, concurrency) = ($config.worker_poll_interval, $config.worker_concurrency);
-        let (backend, redis, ctx) = (
-            backend_config($config, $queue),
-            $redis.clone(),
-            $ctx.clone(),
-        );
-        $monitor.register(move |_| {
-            WorkerBuilder::new(worker_name($queue))
-                .backend(
-                    RedisStorage::<$job>::new(redis.clone())
-                        .with_config(backend.clone())
-                        .poll_with_strategy(ArmedInterval::new(poll)),
+/// Spawns the supervisor of one queue's consumer: runs `$handler` for jobs of
+/// type `$job` from `$queue` in its own apalis Monitor and, when the consumer
+/// stops on an error (a Redis outage, apalis-redis #76), starts a new one
+/// under a new name after a backoff, until `$stop` turns true. A macro because
+/// apalis' builder types differ per handler.
+macro_rules! supervise {
+    ($ctx:expr, $stop:expr, $job:ty, $queue:expr, $handler:path) => {{
+        let (ctx, mut stop): (JobContext, watch::Receiver<bool>) = ($ctx.clone(), $stop.clone());
+        tokio::spawn(async move {
+            let mut wait = RESTART_FIRST;
+            loop {
+                let name = worker_name($queue);
+                if let Err(error) = domain::jobs::housekeeping::record_worker(
+                    &ctx.redis, &ctx.config, $queue, &name,
                 )
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .data(ctx.clone())
-                .build($handler)
+                .await
+                {
+                    tracing::warn!(queue = $queue, %error, "could not record the worker's name");
+                }
+                let (backend, data) = (backend_config(&ctx.config, $queue), ctx.clone());
+                let (poll, concurrency) = (ctx.config.worker_poll_interval, ctx.config.worker_concurrency);
+                let redis = ctx.redis.clone();
+                let monitor = monitor(&ctx.config).register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(
+                            RedisStorage::<$job>::new(redis.clone())
+                                .with_config(backend.clone())
+                                .poll_with_strategy(ArmedInterval::new(poll)),
+                        )
+                        .concurrency(concurrency)
+                        .parallelize(tokio::spawn)
+                        .data(data.clone())
+                        .build($handler)
+                });
+                let started = Instant::now();
+                let mut signal = stop.clone();
+                let ran = monitor
+                    .run_with_signal(async move {
+                        housekeeping::stopped(&mut signal).await;
+                        Ok(())
+                    })
+                    .await;
+                if *stop.borrow() {
+                    return;
+                }
+                if started.elapsed() >= RESTART_HEALTHY {
+                    wait = RESTART_FIRST;
+                }
+                tracing::error!(queue = $queue, ?ran, wait_ms = wait.as_millis(), "consumer stopped; starting a new one after a backoff");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = housekeeping::stopped(&mut stop) => return,
+                }
+                wait = (wait * 2).min(RESTART_MAX);
+            }
         })
     }};
 }
+use supervise;
 
-fn register(
-    monitor: Monitor,
-    config: &Config,
-    redis: &redis::aio::ConnectionManager,
-    ctx: &JobContext,
-) -> Monitor {
-    let monitor = consumer!(
-        monitor,
-        config,
-        redis,
-        ctx,
-        ReserveJob,
-        RESERVE_QUEUE,
-        handlers::reserve
-    );
-    let monitor = consumer!(
-        monitor,
-        config,
-        redis,
-        ctx,
-        ExpireHoldJob,
-        EXPIRE_QUEUE,
-        handlers::expire_hold
-    );
-    let monitor = consumer!(
-        monitor,
-        config,
-        redis,
-        ctx,
-        RechargeJob,
-        RECHARGE_QUEUE,
-        handlers::recharge
-    );
-    consumer!(
-        monitor,
-        config,
-        redis,
-        ctx,
-        PayJob,
-        PAY_QUEUE,
-        handlers::pay
-    )
-}
-
-/// Every `interval`, expire overdue holds whose expiry job was lost or is late.
-/// Safe in every worker process at once (`FOR UPDATE SKIP LOCKED`).
-async fn sweep_loop(
-    db: sea_orm::DatabaseConnection,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        // A full batch means there may be more: keep going until a batch comes back short.
-        loop {
-            match domain::booking::sweep_expired(&db, SWEEP_BATCH).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    tracing::info!(expired = n, "sweep expired overdue holds");
-                    if n < SWEEP_BATCH {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "sweep failed; will retry");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Every `VACUUM_EVERY` (first run after one period, never at start-up), delete
-/// finished tasks older than `VACUUM_AGE` from every queue.
-async fn vacuum_loop(
-    redis: redis::aio::ConnectionManager,
-    config: Config,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(VACUUM_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-        for queue in ALL_QUEUES {
-            match domain::jobs::backend::vacuum_done(&redis, &config, queue, VACUUM_AGE).await {
-                Ok(n) if n > 0 => tracing::info!(queue, deleted = n, "vacuumed finished tasks"),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(queue, %error, "vacuum failed; will retry"),
-            }
-        }
-    }
-}
-
-/// A Monitor that logs worker events, restarts a worker that stopped on an error
-/// (a Redis timeout must not end consumption for good, apalis-redis #76) and
-/// bounds the shutdown drain.
+/// A Monitor for one consumer: logs its events and the error it stopped on,
+/// never restarts it itself (the supervisor does, with backoff), and bounds
+/// the shutdown drain.
 fn monitor(config: &Config) -> Monitor {
     Monitor::new()
         .shutdown_timeout(config.shutdown_grace)
         .should_restart(|ctx, error| {
-            tracing::error!(worker = ctx.name(), %error, "worker stopped on an error; restarting");
-            true
+            tracing::error!(worker = ctx.name(), %error, "consumer stopped on an error");
+            false
         })
         .on_event(|ctx, event| tracing::debug!(worker = ctx.name(), ?event, "worker event"))
 }

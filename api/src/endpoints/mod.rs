@@ -6,6 +6,7 @@ pub mod balance;
 pub mod catalog;
 pub mod jobs;
 pub mod ops;
+pub mod ops_snapshot;
 pub mod payments;
 pub mod reservations;
 pub mod tags;
@@ -22,5 +23,6 @@ pub type Apis = (
     balance::BalanceApi,
     jobs::JobsApi,
     admin::AdminApi,
+    ops_snapshot::OpsSnapshotApi,
     ops::OpsApi,
 );

@@ -6,6 +6,8 @@ pub mod accepted;
 pub mod auth;
 pub mod job_watch;
 pub mod json_body;
+pub mod metrics;
+pub mod ops_page;
 pub mod path_params;
 pub mod problem;
 pub mod request_id;

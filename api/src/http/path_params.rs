@@ -33,6 +33,22 @@ impl PathTemplates {
     }
 }
 
+impl PathTemplates {
+    /// The template `path` matches (`/v1/users/{userId}`), preferring literal
+    /// segments over parameters: a bounded metrics label, never the raw path.
+    pub fn template(&self, path: &str) -> Option<String> {
+        let actual: Vec<&str> = segments(path).collect();
+        let template = self
+            .0
+            .iter()
+            .filter(|t| {
+                t.len() == actual.len() && t.iter().zip(&actual).all(|(t, a)| is_param(t) || t == a)
+            })
+            .min_by_key(|t| t.iter().filter(|s| is_param(s)).count())?;
+        Some(format!("/{}", template.join("/")))
+    }
+}
+
 fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
@@ -62,5 +78,22 @@ mod tests {
         );
         assert_eq!(t.param_name("/v1/other/x", 0), None);
         assert_eq!(internal_index("param1"), Some(1));
+    }
+
+    #[test]
+    fn paths_map_to_their_template_literal_first() {
+        let t = PathTemplates::from_spec(
+            r#"{"paths":{"/v1/jobs/{jobId}":{},"/v1/jobs/stats":{},"/health":{}}}"#,
+        );
+        assert_eq!(
+            t.template("/v1/jobs/0193").as_deref(),
+            Some("/v1/jobs/{jobId}")
+        );
+        assert_eq!(
+            t.template("/v1/jobs/stats").as_deref(),
+            Some("/v1/jobs/stats")
+        );
+        assert_eq!(t.template("/health").as_deref(), Some("/health"));
+        assert_eq!(t.template("/nope/1"), None);
     }
 }

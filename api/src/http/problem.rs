@@ -18,6 +18,9 @@ use poem_openapi::{
     types::Type,
 };
 
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: &str = "2";
+
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -124,6 +127,9 @@ impl Problem {
 impl From<domain::Error> for Problem {
     fn from(err: domain::Error) -> Self {
         use domain::Error as E;
+        if let Some(dependency) = domain::ops::metrics::dependency_of(&err) {
+            domain::ops::metrics::dependency_error(None, dependency);
+        }
         match err {
             E::NotFound { entity, id } => Self::not_found(entity, id),
             E::Invalid { field, message } => {
@@ -168,6 +174,10 @@ impl ResponseError for Problem {
         let mut builder = Response::builder()
             .status(status)
             .content_type(PROBLEM_JSON);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 9110 §10.2.3: when to come back (a dependency or the queue is busy).
+            builder = builder.header(poem::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: every 401 names the scheme the client must use.
             builder = builder.header(

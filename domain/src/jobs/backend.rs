@@ -1,11 +1,13 @@
 //! The apalis-redis backend: queue names and settings shared by the producer
 //! (api) and the consumers (worker), so both sides always address the same
-//! queues the same way; and the housekeeping apalis-redis does not do itself.
+//! queues the same way. What apalis-redis leaves behind is cleared by
+//! [`super::housekeeping`].
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::JobKind;
 use crate::platform::config::Config;
 
 /// Queue names (under `REDIS_PREFIX`, see [`queue_name`]).
@@ -18,6 +20,12 @@ pub const RECHARGE_QUEUE: &str = "recharge";
 pub const PAY_QUEUE: &str = "pay";
 /// Every queue, for housekeeping that must not miss one.
 pub const ALL_QUEUES: [&str; 4] = [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE];
+/// The queues of client-visible jobs, by kind.
+pub const CLIENT_QUEUES: [(JobKind, &str); 3] = [
+    (JobKind::Reserve, RESERVE_QUEUE),
+    (JobKind::Recharge, RECHARGE_QUEUE),
+    (JobKind::Pay, PAY_QUEUE),
+];
 
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the
@@ -41,71 +49,6 @@ pub fn queue_name(prefix: &str, queue: &str) -> String {
 pub fn worker_name(kind: &str) -> String {
     let id = Uuid::new_v4().simple().to_string();
     format!("{kind}-{}-{}", std::process::id(), &id[..12])
-}
-
-/// Deletes finished (`Done`) tasks of `queue` older than `older_than` from
-/// apalis-redis, which otherwise keeps every task's data forever. Unlike
-/// apalis' own vacuum it never touches `Failed` tasks: those are waiting for
-/// their retry. Works in HSCAN batches so Redis is never blocked for long.
-pub async fn vacuum_done(
-    redis: &redis::aio::ConnectionManager,
-    config: &Config,
-    queue: &str,
-    older_than: Duration,
-) -> Result<u64, redis::RedisError> {
-    const BATCH: &str = r"
-        -- KEYS: data hash, meta hash prefix, done set; ARGV: cutoff (s), task ids...
-        local deleted = 0
-        for i = 2, #ARGV do
-          local id = ARGV[i]
-          local meta = KEYS[2] .. ':' .. id
-          local status = redis.call('HGET', meta, 'status')
-          local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '')
-          if status == 'Done' and done_at and done_at <= tonumber(ARGV[1]) then
-            redis.call('HDEL', KEYS[1], id)
-            redis.call('HDEL', KEYS[2] .. ':result', id)
-            redis.call('DEL', meta)
-            redis.call('SREM', KEYS[3], id)
-            deleted = deleted + 1
-          end
-        end
-        return deleted";
-    let backend = backend_config(config, queue);
-    let (data, meta, done) = (
-        backend.job_data_hash(),
-        backend.job_meta_hash(),
-        backend.done_jobs_set(),
-    );
-    let cutoff =
-        chrono::Utc::now().timestamp() - i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
-    let script = redis::Script::new(BATCH);
-    let mut conn = redis.clone();
-    let (mut cursor, mut deleted) = (0_u64, 0_u64);
-    loop {
-        let (next, fields): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(&data)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(500)
-            .query_async(&mut conn)
-            .await?;
-        let ids: Vec<&String> = fields.iter().step_by(2).collect();
-        if !ids.is_empty() {
-            let n: u64 = script
-                .key(&data)
-                .key(&meta)
-                .key(&done)
-                .arg(cutoff)
-                .arg(ids)
-                .invoke_async(&mut conn)
-                .await?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
 }
 
 /// How long until a silent worker's jobs are handed to another worker.

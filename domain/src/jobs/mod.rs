@@ -5,6 +5,7 @@
 //! once, so every handler first looks for a stored outcome.
 
 pub mod backend;
+pub mod housekeeping;
 pub mod outcomes;
 pub mod producer;
 pub mod status;
@@ -41,6 +42,16 @@ impl JobKind {
             _ => None,
         }
     }
+}
+
+/// The fields every client-visible job payload carries, whatever its kind:
+/// enough to answer for a task found in a queue without its status hash, or
+/// to finalize one apalis buried (read from the payload apalis stores as JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct JobHeader {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub accepted_at: DateTime<Utc>,
 }
 
 /// Hold `seat_numbers` of `schedule_id` for `user_id`, all or none.

@@ -74,7 +74,7 @@ impl JobProducer {
     pub fn new(redis: ConnectionManager, config: &Config) -> Self {
         let backend = |q| super::backend::backend_config(config, q);
         Self {
-            status: StatusStore::new(redis.clone(), &config.redis_prefix),
+            status: StatusStore::new(redis.clone(), config),
             reserve: RedisStorage::new(redis.clone()).with_config(backend(RESERVE_QUEUE)),
             expire: RedisStorage::new(redis.clone()).with_config(backend(EXPIRE_QUEUE)),
             recharge: RedisStorage::new(redis.clone()).with_config(backend(RECHARGE_QUEUE)),
@@ -196,6 +196,7 @@ impl JobProducer {
         }
         let accepted_at = Utc::now();
         push(storage, build(job_id, accepted_at), job_id, None).await?;
+        crate::ops::metrics::job_accepted(&self.prefix, kind);
         // Once pushed, the job is accepted: a failed status write must not turn
         // into a 503 that invites a retry (a second recharge without a key). The
         // status reads fall back to the queued task itself (`StatusStore::get`).

@@ -10,11 +10,8 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{JobKind, Outcome, backend};
+use super::{JobHeader, JobKind, Outcome, backend};
 use crate::error::{Error, Result};
-
-/// How long a status hash lives in Redis; PostgreSQL keeps outcomes for good.
-pub const STATUS_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -61,6 +58,10 @@ pub struct JobStatus {
 pub struct StatusStore {
     redis: ConnectionManager,
     prefix: String,
+    /// Life of a hash after its last write (`JOB_STATUS_TTL_SECONDS`): PostgreSQL
+    /// keeps final outcomes for good and a queued task answers for itself, so
+    /// Redis needs a job's hash only while clients are likely to poll it.
+    ttl_seconds: u64,
 }
 
 const MARK: &str = r"
@@ -82,11 +83,12 @@ return 1
 static MARK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(MARK));
 
 impl StatusStore {
-    /// A store for the stack under `prefix`.
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+    /// A store for the stack `config` names (prefix and status life).
+    pub fn new(redis: ConnectionManager, config: &crate::Config) -> Self {
         Self {
             redis,
-            prefix: prefix.to_owned(),
+            prefix: config.redis_prefix.clone(),
+            ttl_seconds: config.job_status_ttl.as_secs(),
         }
     }
 
@@ -172,7 +174,7 @@ impl StatusStore {
             .key(self.key(job_id))
             .arg(phase)
             .arg(Utc::now().timestamp_millis())
-            .arg(STATUS_TTL_SECONDS)
+            .arg(self.ttl_seconds)
             .arg(kind.as_str())
             .arg(user.to_string())
             .arg(created.timestamp_millis())
@@ -229,18 +231,18 @@ impl StatusStore {
     /// from the task's own payload. One pipelined HGET per job kind's queue.
     async fn queued_task(&self, job_id: Uuid) -> Result<Option<JobStatus>> {
         let mut pipe = redis::pipe();
-        for queue in CLIENT_QUEUES.map(|(_, q)| q) {
+        for queue in backend::CLIENT_QUEUES.map(|(_, q)| q) {
             pipe.cmd("HGET")
                 .arg(format!("{}:data", backend::queue_name(&self.prefix, queue)))
                 .arg(job_id.to_string());
         }
         let found: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.redis.clone()).await?;
-        Ok(CLIENT_QUEUES
+        Ok(backend::CLIENT_QUEUES
             .iter()
             .zip(found)
             .find_map(|((kind, _), data)| Some((*kind, data?)))
             .and_then(|(kind, data)| {
-                let task: QueuedTask = serde_json::from_slice(&data).ok()?;
+                let task: JobHeader = serde_json::from_slice(&data).ok()?;
                 Some(JobStatus {
                     job_id,
                     kind,
@@ -253,20 +255,6 @@ impl StatusStore {
                 })
             }))
     }
-}
-
-/// The queues of client-visible jobs, by kind.
-const CLIENT_QUEUES: [(JobKind, &str); 3] = [
-    (JobKind::Reserve, backend::RESERVE_QUEUE),
-    (JobKind::Recharge, backend::RECHARGE_QUEUE),
-    (JobKind::Pay, backend::PAY_QUEUE),
-];
-
-/// The fields every client-visible job payload carries (apalis stores the payload as JSON).
-#[derive(serde::Deserialize)]
-struct QueuedTask {
-    user_id: Uuid,
-    accepted_at: DateTime<Utc>,
 }
 
 /// A non-final status older than a minute is double-checked against PostgreSQL

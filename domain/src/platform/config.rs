@@ -14,6 +14,13 @@ pub struct Config {
     /// Namespace for every Redis key (queues included), so stacks can share one Redis.
     pub redis_prefix: String,
     pub redis_response_timeout: Duration,
+    /// Start even though Redis keeps no append-only file (accepted jobs die with it).
+    pub redis_allow_volatile: bool,
+    /// How long the api waits for PostgreSQL or Redis before answering 503.
+    pub api_dependency_timeout: Duration,
+    /// How long a job's status hash stays in Redis after its last change
+    /// (PostgreSQL keeps final outcomes for good; reads fall back to it).
+    pub job_status_ttl: Duration,
     pub api_addr: String,
     pub admin_token: String,
     pub api_body_limit_bytes: usize,
@@ -43,6 +50,8 @@ pub struct Config {
     pub worker_sweep_interval: Duration,
     /// Total deliveries of one job before it is finalized as failed.
     pub worker_max_attempts: u64,
+    /// Where a worker serves `GET /metrics` (Prometheus text format).
+    pub worker_metrics_addr: String,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -108,6 +117,9 @@ impl Config {
             redis_url: r.string("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: r.prefix("REDIS_PREFIX", "concert")?,
             redis_response_timeout: r.millis("REDIS_RESPONSE_TIMEOUT_MS", 5_000)?,
+            redis_allow_volatile: r.parse("REDIS_ALLOW_VOLATILE", false)?,
+            api_dependency_timeout: r.millis("API_DEPENDENCY_TIMEOUT_MS", 1_500)?,
+            job_status_ttl: r.seconds("JOB_STATUS_TTL_SECONDS", 3_600)?,
             api_addr: r.string("API_ADDR", "127.0.0.1:8080"),
             admin_token: r.non_empty("ADMIN_TOKEN", DEV_ADMIN_TOKEN)?,
             api_body_limit_bytes: r.parse_in("API_BODY_LIMIT_BYTES", 16 * 1024, 256..=16 << 20)?,
@@ -132,6 +144,7 @@ impl Config {
             worker_missed_heartbeats: r.parse_in("WORKER_MISSED_HEARTBEATS", 15, 1..=1_000)?,
             worker_sweep_interval: r.seconds("WORKER_SWEEP_INTERVAL_SECONDS", 5)?,
             worker_max_attempts: r.parse_in("WORKER_MAX_ATTEMPTS", 20, 1..=24)?,
+            worker_metrics_addr: r.string("WORKER_METRICS_ADDR", "127.0.0.1:9464"),
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })
@@ -189,7 +202,7 @@ impl fmt::Debug for Config {
 }
 
 /// `scheme://user:secret@host` → `scheme://user:***@host`.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

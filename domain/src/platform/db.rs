@@ -34,13 +34,34 @@ pub async fn one_with_now<M: FromQueryResult>(
 /// Opens the pool and checks one connection. Statements are bounded so a stuck
 /// query cannot hold a worker forever.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
-    connect_url(&config.database_url, config.database_max_connections, false).await
+    let wait = Wait {
+        connect: Duration::from_secs(5),
+        acquire: Duration::from_secs(10),
+    };
+    open(
+        &config.database_url,
+        config.database_max_connections,
+        false,
+        wait,
+    )
+    .await
 }
 
-/// Opens the pool without connecting: the api starts (and `/ready` says 503)
-/// while PostgreSQL is still down.
+/// The api's pool: opened without connecting, so the api starts (and `/ready`
+/// says 503) while PostgreSQL is still down; and impatient, so a request
+/// answers 503 within `API_DEPENDENCY_TIMEOUT_MS` while it is away.
 pub async fn connect_lazy(config: &Config) -> Result<DatabaseConnection, DbErr> {
-    connect_url(&config.database_url, config.database_max_connections, true).await
+    let wait = Wait {
+        connect: config.api_dependency_timeout,
+        acquire: config.api_dependency_timeout,
+    };
+    open(
+        &config.database_url,
+        config.database_max_connections,
+        true,
+        wait,
+    )
+    .await
 }
 
 /// Opens a pool to an explicit URL (tests use this).
@@ -49,13 +70,33 @@ pub async fn connect_url(
     max_connections: u32,
     lazy: bool,
 ) -> Result<DatabaseConnection, DbErr> {
+    let wait = Wait {
+        connect: Duration::from_secs(5),
+        acquire: Duration::from_secs(10),
+    };
+    open(url, max_connections, lazy, wait).await
+}
+
+/// How long a pool waits for a new connection and for a free one.
+#[derive(Clone, Copy, Debug)]
+struct Wait {
+    connect: Duration,
+    acquire: Duration,
+}
+
+async fn open(
+    url: &str,
+    max_connections: u32,
+    lazy: bool,
+    wait: Wait,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
         .min_connections(u32::from(!lazy))
         .connect_lazy(lazy)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(wait.connect)
+        .acquire_timeout(wait.acquire)
         .statement_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     Database::connect(options).await

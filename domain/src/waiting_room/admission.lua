@@ -22,10 +22,22 @@ local K_RATE = prefix .. ':wr:rate_observed' -- observed admission rate, recompu
 local function k_tok(id) return prefix .. ':wr:tok:' .. id end
 local function k_user(u) return prefix .. ':wr:user:' .. u end
 local function k_rate(s) return prefix .. ':wr:rate:' .. s end
+local K_STATS = prefix .. ':wr:stats'       -- admitted/left/reaped totals, for /metrics (7-day TTL)
 
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Counts waiting-room events: a running total, and this second's hash of the ops
+-- window (domain::ops::window; 660 s = its WINDOW + margin).
+local function count(field, n)
+  if n <= 0 then return end
+  redis.call('HINCRBY', K_STATS, field, n)
+  redis.call('EXPIRE', K_STATS, 604800) -- a week idle: counters restart, Prometheus copes
+  local k = prefix .. ':ops:s:' .. sec
+  redis.call('HINCRBY', k, field, n)
+  redis.call('EXPIRE', k, 660)
+end
 
 -- Removes a token from every structure; the user's pointer only if it is still this token.
 local function forget(id)
@@ -43,6 +55,7 @@ local function advance()
   redis.call('ZREMRANGEBYSCORE', K_ADMITS, '-inf', now - 1000)
   local stale = redis.call('ZRANGEBYSCORE', K_SEEN, '-inf', now - waiting_ttl, 'LIMIT', 0, 100)
   for _, id in ipairs(stale) do forget(id) end
+  local reaped = #stale
   local free = max_active - redis.call('ZCARD', K_ACTIVE)
   local budget = math.min(free, per_sec - redis.call('ZCARD', K_ADMITS), 500)
   local admitted, scanned = 0, 0
@@ -55,6 +68,7 @@ local function advance()
     redis.call('ZREM', K_SEEN, id)
     if seen <= now - waiting_ttl or redis.call('EXISTS', k_tok(id)) == 0 then
       forget(id) -- dropped out: never spend a slot on an abandoned token
+      reaped = reaped + 1
     else
       local until_ms = now + active_ttl
       redis.call('HSET', k_tok(id), 'status', 'A', 'until', until_ms)
@@ -66,6 +80,8 @@ local function advance()
       budget = budget - 1
     end
   end
+  count('reaped', reaped)
+  count('admitted', admitted)
   if admitted > 0 then
     redis.call('INCRBY', k_rate(sec), admitted)
     redis.call('EXPIRE', k_rate(sec), 120)
@@ -153,6 +169,7 @@ elseif cmd == 'status' then
   advance()
   return describe(id, 0)
 elseif cmd == 'leave' then
+  if live(arg1) then count('left', 1) end
   forget(arg1)
   advance()
   return {'OK'}
