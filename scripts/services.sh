@@ -81,6 +81,8 @@ ensure_test_tools() {
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt_install chromium chromium-driver
   fi
+  # libfaketime: tests/clock.rs runs a worker whose clock is 10 minutes ahead.
+  command -v faketime >/dev/null || apt_install faketime
 }
 
 ensure_postgres

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestDb, redis_url};
+use common::{TestDb, free_port, redis_url};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 fn concert(db: &TestDb, prefix: &str, args: &[&str]) -> Command {
@@ -22,14 +22,6 @@ fn concert(db: &TestDb, prefix: &str, args: &[&str]) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn sigterm(child: &Child) {

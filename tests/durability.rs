@@ -104,14 +104,7 @@ async fn an_accepted_job_and_a_place_in_line_survive_a_redis_kill_9() {
         (Some("WAITING"), Some(1))
     );
     let waiting_token = ticket["token"].as_str().unwrap().to_owned();
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&serde_json::json!({ "amount": 5_000 }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.recharge(&fan, 5_000).await;
     let job = TestApp::accepted_job(resp).await;
 
     redis.kill();
@@ -121,14 +114,7 @@ async fn an_accepted_job_and_a_place_in_line_survive_a_redis_kill_9() {
     let body = problem(resp, 503).await;
     assert_eq!(body["code"], "UNAVAILABLE");
     assert_eq!(retry_after.unwrap(), "2");
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&serde_json::json!({ "amount": 1 }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.recharge(&fan, 1).await;
     assert_eq!(resp.status(), 503, "no 202 while the queue is away");
 
     redis.restart().await;

@@ -128,14 +128,7 @@ fn job_context(app: &TestApp, db: sea_orm::DatabaseConnection) -> worker::handle
 async fn a_job_apalis_buried_is_finalized_once_postgres_answers() {
     let app = TestApp::spawn().await;
     let fan = app.active_fan().await;
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&json!({ "amount": 700 }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.recharge(&fan, 700).await;
     let job = TestApp::accepted_job(resp).await;
     // Bury it as apalis' handle_results.lua does on the 25th failure: out of the
     // queue, into the dead set, payload kept.
@@ -248,7 +241,8 @@ async fn metadata_of_gone_workers_is_pruned_and_live_ones_kept() {
 }
 
 /// #13 (5): a status hash lives `JOB_STATUS_TTL_SECONDS` after its last write,
-/// and the job still reads final from PostgreSQL once it is gone.
+/// the delivery counter goes with the final status, and the job still reads
+/// final from PostgreSQL once the hash is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_hash_expires_and_the_job_still_reads_final() {
     let app = TestApp::builder()
@@ -257,14 +251,7 @@ async fn a_status_hash_expires_and_the_job_still_reads_final() {
         .spawn()
         .await;
     let fan = app.active_fan().await;
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&json!({ "amount": 300 }))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.recharge(&fan, 300).await;
     let job = TestApp::accepted_job(resp).await;
     assert_eq!(
         app.final_job(&fan.access, &job).await["status"],
@@ -278,6 +265,12 @@ async fn a_status_hash_expires_and_the_job_still_reads_final() {
         .await
         .unwrap();
     assert!((1..=120).contains(&ttl), "ttl {ttl}");
+    let counter: bool = redis::cmd("EXISTS")
+        .arg(format!("{key}:deliveries"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!counter, "a final job's delivery counter is gone");
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query_async(&mut conn)

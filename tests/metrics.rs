@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Fan, TestApp, eventually};
+use common::{Fan, TestApp, eventually, free_port};
 use domain::ops::metrics as m;
 
 /// `series{labels}` → value, from a Prometheus text scrape.
@@ -73,24 +73,8 @@ fn promtool(args: &[&str], stdin: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn recharge(app: &TestApp, fan: &Fan, amount: i64) -> String {
-    let resp = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&serde_json::json!({ "amount": amount }))
-        .send()
-        .await
-        .unwrap();
-    TestApp::accepted_job(resp).await
+    TestApp::accepted_job(app.recharge(fan, amount).await).await
 }
 
 #[tokio::test]

@@ -26,6 +26,15 @@ pub fn redis_url() -> String {
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A TCP port nothing listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running api on a free port, backed by its own database and Redis prefix.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -284,6 +293,17 @@ impl TestApp {
             req = req.header("Idempotency-Key", key);
         }
         req.send().await.expect("request")
+    }
+
+    /// POSTs a recharge of `amount` won as `fan` (access token, no idempotency key).
+    pub async fn recharge(&self, fan: &Fan, amount: i64) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
+            .bearer_auth(&fan.access)
+            .json(&serde_json::json!({ "amount": amount }))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// The job id of a 202 answer (checking its shape).

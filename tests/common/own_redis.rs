@@ -20,11 +20,7 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Starts one with AOF (`appendfsync always`) or without, plus `extra` arguments.
     pub async fn start(aof: bool, extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let dir = std::env::temp_dir().join(format!("concert-redis-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut args: Vec<String> = [

@@ -76,6 +76,8 @@ redis.call('HSETNX', KEYS[1], 'user', ARGV[5])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', ARGV[9]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+-- A final job needs its delivery counter no more (a late redelivery replays the outcome).
+if ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED' then redis.call('DEL', KEYS[1] .. ':deliveries') end
 return 1
 ";
 
