@@ -29,7 +29,7 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
         key = (f"accept p50/p95/p99 ms {ms(s.get('reserve_accept_ms'))}; won {s.get('holds_won')}, "
                f"SEAT_UNAVAILABLE {s.get('seat_unavailable')}, other {s.get('other_outcomes')}, 5xx {s.get('server_errors')}; "
                f"all final {s.get('final_after_last_accept_ms')} ms after the last accept")
-    elif name == "reservations":
+    elif name == "reservations" or name.startswith("capacity-"):
         hps = s.get("holds_per_second") or 0
         key = (f"offered {s.get('offered_per_second')}/s: {s.get('holds_completed')} holds ({s.get('iterations_dropped')} dropped by k6), "
                f"{hps:.0f}/s = {hps / pg_tps:.2f} × pgbench; accept {ms(s.get('reserve_accept_ms'))}; "
