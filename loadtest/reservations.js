@@ -38,6 +38,8 @@ export function setup() {
     for (const s of concert.schedules) schedules.push(s.scheduleId);
   }
   const tokens = issueMany(signUpMany(FANS, 'res')).map((t) => ({ token: t.token, access: t.access }));
+  // The runner's account of one hold (ACCOUNT=1) starts its counters here.
+  console.log('setup done');
   return { schedules, tokens };
 }
 

@@ -125,7 +125,7 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
         .unwrap();
     assert_eq!(phase(&store).await, Phase::Queued);
     store
-        .mark_running(id, JobKind::Reserve, user, at)
+        .start_delivery(id, JobKind::Reserve, user, at)
         .await
         .unwrap();
     assert_eq!(phase(&store).await, Phase::Running);
@@ -144,7 +144,7 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
         .await
         .unwrap();
     store
-        .mark_running(id, JobKind::Reserve, user, at)
+        .start_delivery(id, JobKind::Reserve, user, at)
         .await
         .unwrap();
     let status = store.get(&app.db, id).await.unwrap();
@@ -214,14 +214,38 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
     let total = job_ids.len();
     let finished = || async { app.scalar("SELECT count(*) FROM job_outcomes").await };
 
+    // RUNNING jobs right now, read in one pipelined round trip.
+    let conn = app.redis().await;
+    let keys: Vec<String> = job_ids
+        .iter()
+        .map(|(_, id)| format!("{}:job:{id}", app.redis_prefix()))
+        .collect();
+    let running_now = || {
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.hget(key, "status");
+        }
+        let mut conn = conn.clone();
+        async move {
+            let statuses: Vec<Option<String>> = pipe.query_async(&mut conn).await.unwrap();
+            statuses
+                .iter()
+                .flatten()
+                .filter(|s| *s == "RUNNING")
+                .count()
+        }
+    };
+
     let mut doomed = worker_process(&app, "8");
     let started = Instant::now();
-    while finished().await < 40 {
+    // Kill once it has done some work and at the moment jobs are in flight (a
+    // worker is idle between fetched batches, so wait for a moment it is not).
+    while finished().await < 40 || running_now().await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the first worker made no progress"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     doomed.kill().unwrap(); // SIGKILL: no shutdown, in-flight jobs abandoned
     doomed.wait().unwrap();

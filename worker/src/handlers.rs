@@ -36,20 +36,6 @@ pub struct JobContext {
     pub waiting_room: WaitingRoom,
 }
 
-impl JobContext {
-    /// Counts this delivery; true when the job has had its last allowed one.
-    async fn exhausted(&self, job_id: Uuid) -> Result<bool, BoxDynError> {
-        let key = format!("{}:job:{job_id}:deliveries", self.config.redis_prefix);
-        let mut conn = self.redis.clone();
-        let (n, _): (u64, ()) = redis::pipe()
-            .incr(&key, 1)
-            .expire(&key, 86_400)
-            .query_async(&mut conn)
-            .await?;
-        Ok(n > self.config.worker_max_attempts)
-    }
-}
-
 /// Identity of a job run, for status writes and logs.
 struct Run {
     id: Uuid,
@@ -102,7 +88,7 @@ fn record_error(prefix: &str, label: &'static str, error: &(dyn std::error::Erro
     }
 }
 
-/// One delivery: RUNNING, the delivery count, the operation, the final status.
+/// One delivery: count it and record RUNNING, the operation, the final status.
 async fn run_delivery<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
 where
     F: Future<Output = domain::Result<Outcome>>,
@@ -113,10 +99,9 @@ where
         user,
         accepted,
     } = run;
-    if let Err(error) = ctx.status.mark_running(id, kind, user, accepted).await {
-        tracing::warn!(%error, "could not record RUNNING");
-    }
-    let outcome = if ctx.exhausted(id).await? {
+    // One round trip: count this delivery and record RUNNING.
+    let deliveries = ctx.status.start_delivery(id, kind, user, accepted).await?;
+    let outcome = if deliveries > ctx.config.worker_max_attempts {
         give_up(ctx, id, kind, user, accepted).await?
     } else {
         match op.await {

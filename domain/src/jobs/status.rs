@@ -65,20 +65,31 @@ pub struct StatusStore {
 }
 
 const MARK: &str = r"
--- KEYS[1] status hash; ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message
--- A final status is never overwritten; RUNNING never replaces a final one.
+-- KEYS[1] status hash, KEYS[2] the job's delivery counter
+-- ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message,
+--       count ('1': count a delivery), done channel, job id
+-- Returns {written (1/0), deliveries so far (0 unless counted)}. One round trip
+-- per status change: a final status is never overwritten, RUNNING never
+-- replaces a final one, and a final write drops the counter (a late
+-- redelivery replays the stored outcome) and announces the job to long-polls.
+local final = ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED'
+local deliveries = 0
+if ARGV[10] == '1' then
+  deliveries = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], 86400)
+end
+if final then redis.call('DEL', KEYS[2]) end
 local current = redis.call('HGET', KEYS[1], 'status')
-if current == 'SUCCEEDED' or current == 'FAILED' then return 0 end
-if ARGV[1] == 'QUEUED' and current then return 0 end
+if current == 'SUCCEEDED' or current == 'FAILED' then return {0, deliveries} end
+if ARGV[1] == 'QUEUED' and current then return {0, deliveries} end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'created', ARGV[6])
 redis.call('HSETNX', KEYS[1], 'user', ARGV[5])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', ARGV[9]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
--- A final job needs its delivery counter no more (a late redelivery replays the outcome).
-if ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED' then redis.call('DEL', KEYS[1] .. ':deliveries') end
-return 1
+if final then redis.call('PUBLISH', ARGV[11], ARGV[12]) end
+return {1, deliveries}
 ";
 
 /// Built once: `Script::new` hashes the source (SHA-1), and every job status write runs it.
@@ -116,20 +127,22 @@ impl StatusStore {
             .map(drop)
     }
 
-    /// Records `RUNNING` unless the job is already final.
-    pub async fn mark_running(
+    /// Counts a delivery of the job and records `RUNNING` unless it is already
+    /// final, in one round trip; returns how many deliveries it has had.
+    pub async fn start_delivery(
         &self,
         job_id: Uuid,
         kind: JobKind,
         user: Uuid,
         created: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         self.mark(job_id, kind, "RUNNING", user, created, None)
             .await
-            .map(drop)
+            .map(|(_, deliveries)| deliveries)
     }
 
-    /// Records the final outcome and announces it to long-polling clients.
+    /// Records the final outcome and announces it to long-polling clients
+    /// (in the same script: one round trip).
     /// `user` is recorded too, should the hash be gone (its owner must still read it).
     pub async fn mark_final(
         &self,
@@ -143,17 +156,9 @@ impl StatusStore {
             Outcome::Succeeded(_) => "SUCCEEDED",
             Outcome::Failed { .. } => "FAILED",
         };
-        if self
-            .mark(job_id, kind, phase, user, created, Some(outcome))
-            .await?
-        {
-            redis::cmd("PUBLISH")
-                .arg(self.done_channel())
-                .arg(job_id.to_string())
-                .query_async::<()>(&mut self.redis.clone())
-                .await?;
-        }
-        Ok(())
+        self.mark(job_id, kind, phase, user, created, Some(outcome))
+            .await
+            .map(drop)
     }
 
     async fn mark(
@@ -164,7 +169,7 @@ impl StatusStore {
         user: Uuid,
         created: DateTime<Utc>,
         outcome: Option<&Outcome>,
-    ) -> Result<bool> {
+    ) -> Result<(bool, u64)> {
         let (result, code, message) = match outcome {
             Some(Outcome::Succeeded(v)) => (v.to_string(), String::new(), String::new()),
             Some(Outcome::Failed { code, message }) => {
@@ -172,8 +177,10 @@ impl StatusStore {
             }
             None => (String::new(), String::new(), String::new()),
         };
-        let changed: i64 = MARK_SCRIPT
-            .key(self.key(job_id))
+        let key = self.key(job_id);
+        let (changed, deliveries): (i64, u64) = MARK_SCRIPT
+            .key(&key)
+            .key(format!("{key}:deliveries"))
             .arg(phase)
             .arg(Utc::now().timestamp_millis())
             .arg(self.ttl_seconds)
@@ -183,9 +190,12 @@ impl StatusStore {
             .arg(result)
             .arg(code)
             .arg(message)
+            .arg(if phase == "RUNNING" { "1" } else { "" })
+            .arg(self.done_channel())
+            .arg(job_id.to_string())
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok(changed == 1)
+        Ok((changed == 1, deliveries))
     }
 
     /// True when Redis holds any status for the job.
