@@ -51,6 +51,20 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
     per_req = f"{float(api_cpu) * 1e6 / s['http_reqs']:.0f}" if s.get("http_reqs") else "–"
     print(f"| {name} | {status} | {ok} | {key} | {api_rss} / {float(api_cpu):.1f} / {per_req} | {w_rss} / {float(w_cpu):.1f} "
           f"| {float(k6_cpu or 0):.1f} | {float(elapsed):.0f} | {nonfinal} |")
+floors = {label: load(f"floor-{label}") for label in ("same", "max")}
+if floors["same"]:
+    wr = load("waiting-room").get("issues_per_second") or 0
+    print("\nHTTP floor (`examples/http_floor.rs`, the waiting-room spike's executor; /s sustained, k6 on the same cores):\n")
+    print("| offered/s | fixed JSON/s | one EVALSHA/s | EVALSHA p99 ms | dropped by k6 |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for f in floors.values():
+        if f:
+            print(f"| {f['offered_per_second']:,} | {f['static_per_second']:,.0f} | {f['evalsha_per_second']:,.0f} | "
+                  f"{f['evalsha_p99_ms'] or 0:.1f} | {f['dropped']} |")
+    same, top = floors["same"].get("evalsha_per_second") or 0, max(f.get("evalsha_per_second") or 0 for f in floors.values() if f)
+    if wr and same and top:
+        print(f"\nWaiting-room issues/s {wr:,.0f} = **{wr / same:.2f} ×** the one-EVALSHA floor at the same offered rate, "
+              f"**{wr / top:.2f} ×** its highest ({top:,.0f}/s).")
 wire = [(name, json.loads((out / f"{name}-wire.json").read_text())) for name, *_ in rows if (out / f"{name}-wire.json").exists()]
 if wire:
     print("\nServer latency on the loopback wire (`WIRE=1`: a request's first packet in to its response's first packet out; "
