@@ -70,11 +70,7 @@ pub async fn connect_url(
     max_connections: u32,
     lazy: bool,
 ) -> Result<DatabaseConnection, DbErr> {
-    let wait = Wait {
-        connect: Duration::from_secs(5),
-        acquire: Duration::from_secs(10),
-    };
-    open(url, max_connections, lazy, wait).await
+    open(url, max_connections, lazy, PATIENT).await
 }
 
 /// How long a pool waits for a new connection and for a free one.
@@ -83,6 +79,12 @@ struct Wait {
     connect: Duration,
     acquire: Duration,
 }
+
+/// The waits of pools with no client waiting on them (workers, migrations, tests).
+const PATIENT: Wait = Wait {
+    connect: Duration::from_secs(5),
+    acquire: Duration::from_secs(10),
+};
 
 async fn open(
     url: &str,
