@@ -110,15 +110,7 @@ async fn a_queued_job_whose_status_write_was_lost_still_reads_queued_then_final(
 
 /// A job context like the worker's, over `db` (which may be unreachable).
 fn job_context(app: &TestApp, db: sea_orm::DatabaseConnection) -> worker::handlers::JobContext {
-    let redis = app.state.redis.clone();
-    worker::handlers::JobContext {
-        status: domain::jobs::status::StatusStore::new(redis.clone(), &app.config),
-        producer: domain::jobs::producer::JobProducer::new(redis.clone(), &app.config),
-        waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &app.config),
-        db,
-        redis,
-        config: std::sync::Arc::new(app.config.clone()),
-    }
+    worker::handlers::JobContext::new(db, app.state.redis.clone(), &app.config)
 }
 
 /// #13 (1b): apalis-redis buries a task after 25 failed deliveries (PostgreSQL

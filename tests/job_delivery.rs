@@ -17,6 +17,7 @@ use domain::jobs::{
     status::{Phase, StatusStore},
 };
 use futures::future::join_all;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
 async fn schedule_and_user(app: &TestApp) -> (i64, Uuid) {
@@ -65,7 +66,6 @@ async fn the_same_reserve_job_run_twice_has_one_effect_and_the_same_outcome() {
     let loser = job(user, schedule, &[2, 3]);
     let failed = domain::booking::reserve(&db, &loser, &HOLDS).await.unwrap();
     assert!(matches!(&failed, Outcome::Failed { code, .. } if code == "SEAT_UNAVAILABLE"));
-    use sea_orm::ConnectionTrait;
     app.db
         .execute_unprepared("UPDATE reservations SET expires_at = now() - interval '1 second'")
         .await
@@ -173,7 +173,12 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
 }
 
 fn worker_process(app: &TestApp, concurrency: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_concert"))
+    worker_command(app, concurrency).spawn().unwrap()
+}
+
+fn worker_command(app: &TestApp, concurrency: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_concert"));
+    command
         .arg("worker")
         .env("DATABASE_URL", &app.config.database_url)
         .env("REDIS_URL", common::redis_url())
@@ -183,9 +188,8 @@ fn worker_process(app: &TestApp, concurrency: &str) -> Child {
         .env("WORKER_MISSED_HEARTBEATS", "2")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::null());
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +297,105 @@ async fn a_worker_killed_mid_job_leaves_every_job_final_with_exactly_one_effect(
         app.scalar("SELECT count(*) FROM seats WHERE status = 'HELD'")
             .await,
         total
+    );
+}
+
+/// The value of an unlabelled gauge on a worker's `/metrics`, if it is there yet.
+async fn gauge(http: &reqwest::Client, port: u16, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_inside_a_batch_transaction_loses_nothing_and_applies_nothing_twice() {
+    let app = TestApp::spawn().await; // api only; workers are real processes below
+    let schedule = app.open_concert(1, 1_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    let fans: Vec<common::Fan> = join_all((0..10).map(|_| app.active_fan())).await;
+    let app = &app;
+    let job_ids: Vec<String> = join_all(fans.iter().zip(1..).map(|(fan, seat)| async move {
+        TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await
+    }))
+    .await;
+    // Seat 10 is locked by a rival transaction, so the batch's write waits on it
+    // with the batch's transaction open.
+    let rival = app.db.begin().await.unwrap();
+    rival
+        .execute_unprepared(&format!(
+            "SELECT 1 FROM seats WHERE schedule_id = {schedule} AND number = 10 FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let port = common::free_port();
+    let mut doomed = worker_command(app, "32")
+        // The queued jobs are fetched at once; the linger gathers them into one batch.
+        .env("RESERVE_BATCH_LINGER_MS", "1000")
+        .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let writing = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH plan AS%'";
+    let http = reqwest::Client::new();
+    let in_batch = common::eventually(Duration::from_secs(30), || async {
+        let open = gauge(&http, port, "concert_reserve_batch_open_jobs").await?;
+        let blocked = app
+            .scalar(&format!("{writing} AND wait_event_type = 'Lock'"))
+            .await;
+        (open >= 2.0 && blocked == 1).then_some(open)
+    })
+    .await;
+    let before = app.scalar("SELECT count(*) FROM job_outcomes").await;
+    doomed.kill().unwrap(); // SIGKILL inside the batch's transaction
+    doomed.wait().unwrap();
+    rival.rollback().await.unwrap();
+    // The killed worker's session ends without a commit.
+    common::eventually(Duration::from_secs(30), || async {
+        (app.scalar(writing).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM job_outcomes").await,
+        before,
+        "the killed batch of {in_batch} jobs committed nothing"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM reservations").await,
+        before
+    );
+
+    let mut survivor = worker_process(app, "32");
+    let jobs = join_all(
+        job_ids
+            .iter()
+            .zip(&fans)
+            .map(|(id, fan)| app.final_job(&fan.access, id)),
+    )
+    .await;
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+    assert!(
+        jobs.iter().all(|j| j["status"] == "SUCCEEDED"),
+        "every seat was free: {jobs:?}"
+    );
+    assert_eq!(app.scalar("SELECT count(*) FROM job_outcomes").await, 10);
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 10);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM seats WHERE status = 'HELD'")
+            .await,
+        10
+    );
+    assert_eq!(
+        app.scalar("SELECT count(DISTINCT seat_id) FROM reservation_seats")
+            .await,
+        10
     );
 }
 

@@ -71,7 +71,7 @@ pub async fn finish(
 }
 
 /// Jittered exponential backoff between attempts: 2, 4, 8… up to 256 ms, ± 50 %.
-async fn backoff(attempt: u32) {
+pub async fn backoff(attempt: u32) {
     use rand::Rng;
     let base = 2u64 << Ord::min(attempt, 7);
     let jitter = rand::rng().random_range(base / 2..=base + base / 2);

@@ -34,6 +34,28 @@ pub struct JobContext {
     pub status: StatusStore,
     pub producer: JobProducer,
     pub waiting_room: WaitingRoom,
+    /// Settles reserve jobs in batches.
+    pub reserver: crate::batcher::ReserveBatcher,
+}
+
+impl JobContext {
+    /// Everything a worker's handlers share, over these connections.
+    pub fn new(db: DatabaseConnection, redis: ConnectionManager, config: &Config) -> Self {
+        Self {
+            status: StatusStore::new(redis.clone(), config),
+            producer: JobProducer::new(redis.clone(), config),
+            waiting_room: WaitingRoom::new(redis.clone(), config),
+            reserver: crate::batcher::ReserveBatcher::start(
+                db.clone(),
+                domain::booking::HoldPolicy::from_config(config),
+                config.reserve_batch_max,
+                config.reserve_batch_linger,
+            ),
+            db,
+            redis,
+            config: Arc::new(config.clone()),
+        }
+    }
 }
 
 /// Identity of a job run, for status writes and logs.
@@ -129,16 +151,7 @@ pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDy
         accepted: job.accepted_at,
     };
     async {
-        let outcome = run_job(
-            &ctx,
-            run,
-            domain::booking::reserve(
-                &ctx.db,
-                &job,
-                &domain::booking::HoldPolicy::from_config(&ctx.config),
-            ),
-        )
-        .await?;
+        let outcome = run_job(&ctx, run, ctx.reserver.reserve(job.clone())).await?;
         // Also on a replayed outcome: the first delivery may have died before scheduling it.
         if let Outcome::Succeeded(hold) = &outcome {
             schedule_expiry(&ctx.producer, hold).await;

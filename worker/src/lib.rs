@@ -1,12 +1,13 @@
 //! The job worker: one supervised apalis consumer per Redis-backed queue, plus
 //! the periodic chores in [`housekeeping`]. Wiring only — behaviour lives in `domain`.
 
+pub mod batcher;
 pub mod handlers;
 pub mod housekeeping;
 pub mod observe;
 pub mod poll;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
@@ -17,8 +18,6 @@ use domain::{
         backend::{
             EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE, backend_config, worker_name,
         },
-        producer::JobProducer,
-        status::StatusStore,
     },
 };
 use handlers::JobContext;
@@ -44,14 +43,7 @@ pub async fn run(
     domain::platform::redis_conn::require_durable(&config).await?;
     let db = domain::platform::db::connect(&config).await?;
     let redis = domain::platform::redis_conn::connect(&config).await?;
-    let ctx = JobContext {
-        status: StatusStore::new(redis.clone(), &config),
-        producer: JobProducer::new(redis.clone(), &config),
-        waiting_room: domain::waiting_room::WaitingRoom::new(redis.clone(), &config),
-        db,
-        redis,
-        config: Arc::new(config.clone()),
-    };
+    let ctx = JobContext::new(db, redis, &config);
     tracing::info!(
         orphan_window_s = domain::jobs::backend::orphan_window(&config).as_secs(),
         concurrency = config.worker_concurrency,

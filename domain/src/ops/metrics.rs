@@ -47,6 +47,14 @@ pub const DB_POOL: &str = "concert_db_pool_connections";
 /// `concert_dependency_errors_total{dependency}`, dependency `postgres` or `redis`.
 pub const DEPENDENCY_ERRORS: &str = "concert_dependency_errors_total";
 
+/// `concert_reserve_batches_total{result}`, result `committed`, `conflict` or `error`
+/// (the latter two re-run each job alone).
+pub const RESERVE_BATCHES: &str = "concert_reserve_batches_total";
+/// `concert_reserve_batched_jobs_total`: reserve jobs settled by committed batches.
+pub const RESERVE_BATCHED_JOBS: &str = "concert_reserve_batched_jobs_total";
+/// `concert_reserve_batch_open_jobs`: jobs in this worker's batch transaction right now.
+pub const RESERVE_BATCH_OPEN: &str = "concert_reserve_batch_open_jobs";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder on first use and returns its handle.
@@ -121,6 +129,34 @@ fn describe() {
         "PostgreSQL pool connections of this process by state"
     );
     describe_counter!(DEPENDENCY_ERRORS, "Errors talking to a dependency");
+    describe_counter!(
+        RESERVE_BATCHES,
+        "Reserve batch transactions by result (conflict and error re-run each job alone)"
+    );
+    describe_counter!(
+        RESERVE_BATCHED_JOBS,
+        "Reserve jobs settled by committed batch transactions"
+    );
+    describe_gauge!(
+        RESERVE_BATCH_OPEN,
+        "Reserve jobs in this process's open batch transactions"
+    );
+}
+
+/// A reserve batch of `jobs` opened (`Some(result)` = closed with that result).
+pub fn reserve_batch(jobs: usize, result: Option<&'static str>) {
+    #[allow(clippy::cast_precision_loss)] // a batch is at most a few hundred jobs
+    let jobs_f = jobs as f64;
+    match result {
+        None => gauge!(RESERVE_BATCH_OPEN).increment(jobs_f),
+        Some(result) => {
+            gauge!(RESERVE_BATCH_OPEN).decrement(jobs_f);
+            counter!(RESERVE_BATCHES, "result" => result).increment(1);
+            if result == "committed" {
+                counter!(RESERVE_BATCHED_JOBS).increment(u64::try_from(jobs).unwrap_or(0));
+            }
+        }
+    }
 }
 
 /// One answered HTTP request. `route` must be a template or a fixed label.

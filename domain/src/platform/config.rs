@@ -52,6 +52,12 @@ pub struct Config {
     pub worker_max_attempts: u64,
     /// Where a worker serves `GET /metrics` (Prometheus text format).
     pub worker_metrics_addr: String,
+    /// Most reserve jobs one worker settles in one transaction.
+    pub reserve_batch_max: usize,
+    /// How long a worker waits for more reserve jobs after the first of a
+    /// batch. 0: never wait — batches then form only from jobs that arrive
+    /// while the previous batch is in PostgreSQL, so they grow with load alone.
+    pub reserve_batch_linger: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -145,6 +151,12 @@ impl Config {
             worker_sweep_interval: r.seconds("WORKER_SWEEP_INTERVAL_SECONDS", 5)?,
             worker_max_attempts: r.parse_in("WORKER_MAX_ATTEMPTS", 20, 1..=24)?,
             worker_metrics_addr: r.string("WORKER_METRICS_ADDR", "127.0.0.1:9464"),
+            reserve_batch_max: r.parse_in("RESERVE_BATCH_MAX", 64, 1..=1_000)?,
+            reserve_batch_linger: Duration::from_millis(r.parse_in(
+                "RESERVE_BATCH_LINGER_MS",
+                0,
+                0..=10_000,
+            )?),
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })

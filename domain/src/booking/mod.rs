@@ -1,0 +1,240 @@
+//! Seat holds: reserve (in [`reserve`]), expire, sweep, read.
+//!
+//! Every state change is a conditional update whose row count is checked:
+//! seats move AVAILABLE→HELD only at the version that was read (touched in
+//! ascending id order, so concurrent transactions cannot deadlock), and a
+//! reservation moves HELD→EXPIRED only while it is still held and overdue. The
+//! schema's partial unique index is the last line of defence behind both.
+
+mod reserve;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{reservation_seats, reservations, seats};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use reserve::{reserve, settle_batch};
+
+use crate::error::{Error, Result};
+
+/// Most seats in one reservation.
+pub const MAX_SEATS_PER_RESERVATION: usize = 4;
+
+/// What a successful reserve job returns (the job's `result`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    pub reservation_id: Uuid,
+    pub schedule_id: i64,
+    pub seat_numbers: Vec<i16>,
+    pub total_price: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A reservation as its owner reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub schedule_id: i64,
+    pub seat_numbers: Vec<i16>,
+    pub total_price: i64,
+    /// `HELD`, `CONFIRMED` or `EXPIRED` (a held reservation past its expiry reads `EXPIRED`).
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks seat numbers: 1 to 4 distinct numbers in 1..=50, returned sorted.
+pub fn validate_seat_numbers(numbers: &[i64]) -> Result<Vec<i16>> {
+    if numbers.is_empty() || numbers.len() > MAX_SEATS_PER_RESERVATION {
+        return Err(Error::invalid(
+            "seatNumbers",
+            format!("must hold 1 to {MAX_SEATS_PER_RESERVATION} seat numbers"),
+        ));
+    }
+    let mut out = Vec::with_capacity(numbers.len());
+    for (i, n) in numbers.iter().enumerate() {
+        let seat = i16::try_from(*n)
+            .ok()
+            .filter(|s| (1..=crate::catalog::SEATS_PER_SCHEDULE).contains(s))
+            .ok_or_else(|| {
+                Error::invalid(format!("seatNumbers[{i}]"), "must be between 1 and 50")
+            })?;
+        if out.contains(&seat) {
+            return Err(Error::invalid(
+                format!("seatNumbers[{i}]"),
+                format!("seat {seat} is listed twice"),
+            ));
+        }
+        out.push(seat);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// How holds are granted: their length and the per-person cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldPolicy {
+    /// How long a hold lasts unpaid (`HOLD_TTL_SECONDS`).
+    pub ttl: Duration,
+    /// Most seats of one schedule one user may hold or own (`MAX_SEATS_PER_USER`).
+    pub max_seats_per_user: u32,
+}
+
+impl HoldPolicy {
+    /// The policy configured by `config`.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            ttl: config.hold_ttl,
+            max_seats_per_user: config.max_seats_per_user,
+        }
+    }
+}
+
+/// Expires `reservation_id` if it is still held and overdue by PostgreSQL's
+/// clock, freeing its seats. Returns whether this call expired it. Safe to race
+/// with payment and with itself.
+pub async fn expire_reservation(db: &DatabaseConnection, reservation_id: Uuid) -> Result<bool> {
+    let txn = db.begin().await?;
+    let expired = expire_in(&txn, reservation_id).await?;
+    txn.commit().await?;
+    Ok(expired)
+}
+
+/// The conditional flip HELD→EXPIRED judged on the transaction's `now()`.
+async fn expire_in(db: &impl ConnectionTrait, reservation_id: Uuid) -> Result<bool> {
+    let now = || Expr::cust("now()");
+    let flipped = reservations::Entity::update_many()
+        .col_expr(reservations::Column::Status, Expr::value("EXPIRED"))
+        .col_expr(
+            reservations::Column::Version,
+            Expr::col(reservations::Column::Version).add(1),
+        )
+        .col_expr(reservations::Column::UpdatedAt, now())
+        .filter(reservations::Column::Id.eq(reservation_id))
+        .filter(reservations::Column::Status.eq("HELD"))
+        .filter(Expr::col(reservations::Column::ExpiresAt).lte(now()))
+        .exec(db)
+        .await?;
+    if flipped.rows_affected == 0 {
+        return Ok(false);
+    }
+    seats::Entity::update_many()
+        .col_expr(seats::Column::Status, Expr::value("AVAILABLE"))
+        .col_expr(
+            seats::Column::ReservationId,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            seats::Column::HoldExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            seats::Column::Version,
+            Expr::col(seats::Column::Version).add(1),
+        )
+        .filter(seats::Column::ReservationId.eq(reservation_id))
+        .filter(seats::Column::Status.eq("HELD"))
+        .exec(db)
+        .await?;
+    Ok(true)
+}
+
+#[derive(FromQueryResult)]
+struct OverdueId {
+    id: Uuid,
+}
+
+/// Expires up to `limit` overdue holds (oldest first) whose expiry job was lost
+/// or is late. Concurrent sweepers skip each other's rows. Returns how many.
+pub async fn sweep_expired(db: &DatabaseConnection, limit: u64) -> Result<u64> {
+    let txn = db.begin().await?;
+    let rows = OverdueId::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id FROM reservations WHERE status = 'HELD' AND expires_at <= now()
+         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        [i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .all(&txn)
+    .await?;
+    let mut expired = 0;
+    for row in rows {
+        expired += u64::from(expire_in(&txn, row.id).await?);
+    }
+    txn.commit().await?;
+    Ok(expired)
+}
+
+/// A reservation for its owner; anyone else's reads as not found.
+pub async fn get_reservation(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    owner: Uuid,
+) -> Result<Reservation> {
+    let found = crate::platform::db::one_with_now::<reservations::Model>(
+        db,
+        "SELECT r.*, now() AS db_now FROM reservations r WHERE r.id = $1",
+        [id.into()],
+    )
+    .await?
+    .filter(|(r, _)| r.user_id == owner);
+    let Some((r, now)) = found else {
+        return Err(Error::not_found("reservation", id));
+    };
+    let seat_ids: Vec<i64> = reservation_seats::Entity::find()
+        .filter(reservation_seats::Column::ReservationId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|rs| rs.seat_id)
+        .collect();
+    let numbers = seats::Entity::find()
+        .filter(seats::Column::Id.is_in(seat_ids))
+        .order_by_asc(seats::Column::Number)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.number)
+        .collect();
+    let status = if r.status == "HELD" && r.expires_at <= now {
+        "EXPIRED".to_owned()
+    } else {
+        r.status
+    };
+    Ok(Reservation {
+        id: r.id,
+        user_id: r.user_id,
+        schedule_id: r.schedule_id,
+        seat_numbers: numbers,
+        total_price: r.total_price,
+        status,
+        expires_at: r.expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_numbers_are_sorted_and_checked() {
+        assert_eq!(validate_seat_numbers(&[3, 1]).expect("valid"), vec![1, 3]);
+        let field = |n: &[i64]| match validate_seat_numbers(n) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{n:?}: {other:?}"),
+        };
+        assert_eq!(field(&[]), "seatNumbers");
+        assert_eq!(field(&[1, 2, 3, 4, 5]), "seatNumbers");
+        assert_eq!(field(&[1, 51]), "seatNumbers[1]");
+        assert_eq!(field(&[0]), "seatNumbers[0]");
+        assert_eq!(field(&[7, 7]), "seatNumbers[1]");
+        assert_eq!(field(&[70_000]), "seatNumbers[0]");
+    }
+}

@@ -1,0 +1,117 @@
+//! Settles this worker's reserve jobs in batches (see
+//! `domain::booking::settle_batch`).
+//!
+//! Each reserve handler hands its job to one batcher task and awaits its
+//! outcome. The batcher takes every job waiting at that moment (up to
+//! `RESERVE_BATCH_MAX`) into one transaction, so batches grow with load: while
+//! a batch is in PostgreSQL the next one gathers, and a job arriving at an idle
+//! worker goes through at once, alone. A batch that loses a race or fails is
+//! re-run job by job in tasks of their own (`domain::booking::reserve`, with
+//! its retries), so the batcher never waits out another job's backoff.
+
+use std::time::Duration;
+
+use domain::{
+    booking::HoldPolicy,
+    jobs::{Outcome, ReserveJob},
+    ops::metrics,
+};
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<domain::Result<Outcome>>;
+
+/// The handle reserve handlers submit through; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReserveBatcher {
+    tx: mpsc::UnboundedSender<(ReserveJob, Reply)>,
+}
+
+/// What one batcher task needs.
+struct Settler {
+    db: DatabaseConnection,
+    policy: HoldPolicy,
+    max: usize,
+    linger: Duration,
+}
+
+impl ReserveBatcher {
+    /// Starts the batcher task; it ends when every handle is dropped.
+    pub fn start(db: DatabaseConnection, policy: HoldPolicy, max: usize, linger: Duration) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let settler = Settler {
+            db,
+            policy,
+            max: max.max(1),
+            linger,
+        };
+        tokio::spawn(settler.run(rx));
+        Self { tx }
+    }
+
+    /// Runs `job` in the next batch and returns its outcome. Unbounded channel:
+    /// apalis' concurrency already bounds the jobs in flight.
+    pub async fn reserve(&self, job: ReserveJob) -> domain::Result<Outcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send((job, reply))
+            .map_err(|_| domain::Error::Queue("the reserve batcher has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| domain::Error::Queue("the reserve batcher dropped a job".into()))?
+    }
+}
+
+impl Settler {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<(ReserveJob, Reply)>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            if !self.linger.is_zero() {
+                let until = tokio::time::Instant::now() + self.linger;
+                while batch.len() < self.max {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        _ => break,
+                    }
+                }
+            }
+            while batch.len() < self.max {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.settle(batch).await;
+        }
+    }
+
+    async fn settle(&self, batch: Vec<(ReserveJob, Reply)>) {
+        let jobs: Vec<ReserveJob> = batch.iter().map(|(job, _)| job.clone()).collect();
+        metrics::reserve_batch(jobs.len(), None);
+        let settled = domain::booking::settle_batch(&self.db, &jobs, &self.policy).await;
+        let result = match &settled {
+            Ok(Some(_)) => "committed",
+            Ok(None) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::reserve_batch(jobs.len(), Some(result));
+        match settled {
+            Ok(Some(outcomes)) => {
+                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            other => {
+                if let Err(error) = other {
+                    tracing::debug!(%error, jobs = jobs.len(), "reserve batch failed; each job runs alone");
+                }
+                for (job, reply) in batch {
+                    let (db, policy) = (self.db.clone(), self.policy);
+                    tokio::spawn(async move {
+                        let _ = reply.send(domain::booking::reserve(&db, &job, &policy).await);
+                    });
+                }
+            }
+        }
+    }
+}
