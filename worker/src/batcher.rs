@@ -4,12 +4,12 @@
 //! Each reserve handler hands its job to one batcher task and awaits its
 //! outcome. The batcher takes every job waiting at that moment (up to
 //! `RESERVE_BATCH_MAX`) into one transaction, so batches grow with load: while
-//! a batch is in PostgreSQL the next one gathers, and a job arriving at an idle
-//! worker goes through at once, alone. A batch that loses a race or fails is
+//! `RESERVE_BATCHES_IN_FLIGHT` batches are in PostgreSQL the next one gathers,
+//! and a job arriving at an idle worker goes through at once, alone. A batch that loses a race or fails is
 //! re-run job by job in tasks of their own (`domain::booking::reserve`, with
 //! its retries), so the batcher never waits out another job's backoff.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use domain::{
     booking::HoldPolicy,
@@ -17,7 +17,7 @@ use domain::{
     ops::metrics,
 };
 use sea_orm::DatabaseConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Reply = oneshot::Sender<domain::Result<Outcome>>;
 
@@ -33,19 +33,43 @@ struct Settler {
     policy: HoldPolicy,
     max: usize,
     linger: Duration,
+    in_flight: usize,
+}
+
+/// How a worker forms reserve batches (`RESERVE_BATCH_*` settings).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchShape {
+    /// Most jobs in one batch.
+    pub max: usize,
+    /// How long to wait for more jobs after the first (zero: never wait).
+    pub linger: Duration,
+    /// Batch transactions open at once.
+    pub in_flight: usize,
+}
+
+impl BatchShape {
+    /// The shape configured by `config`.
+    pub fn from_config(config: &domain::Config) -> Self {
+        Self {
+            max: config.reserve_batch_max,
+            linger: config.reserve_batch_linger,
+            in_flight: config.reserve_batches_in_flight,
+        }
+    }
 }
 
 impl ReserveBatcher {
     /// Starts the batcher task; it ends when every handle is dropped.
-    pub fn start(db: DatabaseConnection, policy: HoldPolicy, max: usize, linger: Duration) -> Self {
+    pub fn start(db: DatabaseConnection, policy: HoldPolicy, shape: BatchShape) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let settler = Settler {
             db,
             policy,
-            max: max.max(1),
-            linger,
+            max: shape.max.max(1),
+            linger: shape.linger,
+            in_flight: shape.in_flight.max(1),
         };
-        tokio::spawn(settler.run(rx));
+        tokio::spawn(Arc::new(settler).run(rx));
         Self { tx }
     }
 
@@ -63,8 +87,16 @@ impl ReserveBatcher {
 }
 
 impl Settler {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<(ReserveJob, Reply)>) {
-        while let Some(first) = rx.recv().await {
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(ReserveJob, Reply)>) {
+        let slots = Arc::new(Semaphore::new(self.in_flight));
+        loop {
+            // A batch forms while the slots are taken, so waiting for one is what grows it.
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let Some(first) = rx.recv().await else {
+                return;
+            };
             let mut batch = vec![first];
             if !self.linger.is_zero() {
                 let until = tokio::time::Instant::now() + self.linger;
@@ -81,7 +113,11 @@ impl Settler {
                     Err(_) => break,
                 }
             }
-            self.settle(batch).await;
+            let settler = Arc::clone(&self);
+            tokio::spawn(async move {
+                settler.settle(batch).await;
+                drop(slot);
+            });
         }
     }
 

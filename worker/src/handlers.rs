@@ -48,8 +48,7 @@ impl JobContext {
             reserver: crate::batcher::ReserveBatcher::start(
                 db.clone(),
                 domain::booking::HoldPolicy::from_config(config),
-                config.reserve_batch_max,
-                config.reserve_batch_linger,
+                crate::batcher::BatchShape::from_config(config),
             ),
             db,
             redis,

@@ -58,6 +58,8 @@ pub struct Config {
     /// batch. 0: never wait — batches then form only from jobs that arrive
     /// while the previous batch is in PostgreSQL, so they grow with load alone.
     pub reserve_batch_linger: Duration,
+    /// Reserve batch transactions one worker keeps open at once.
+    pub reserve_batches_in_flight: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -141,7 +143,7 @@ impl Config {
             auth_issuer: r.raw("AUTH_ISSUER"),
             auth_audience: r.raw("AUTH_AUDIENCE"),
             max_seats_per_user: r.parse_in("MAX_SEATS_PER_USER", 4, 1..=50)?,
-            worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 32, 1..=10_000)?,
+            worker_concurrency: r.parse_in("WORKER_CONCURRENCY", 64, 1..=10_000)?,
             worker_poll_interval: r.millis("WORKER_POLL_INTERVAL_MS", 50)?,
             // 1 s, not 5: a worker whose poll timer lost its wake-up sleeps until the
             // next heartbeat (worker::poll fixes the known cause; this bounds any
@@ -157,6 +159,7 @@ impl Config {
                 0,
                 0..=10_000,
             )?),
+            reserve_batches_in_flight: r.parse_in("RESERVE_BATCHES_IN_FLIGHT", 1, 1..=64)?,
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })
