@@ -108,7 +108,9 @@ impl JobsApi {
         // Subscribe before the first read, so an announcement between the two is not
         // missed; the subscription ends when `watch` is dropped, on every way out.
         let mut watch = (!wait.is_zero()).then(|| state.watcher.watch(id));
-        let mut status = store.get(&state.db, id).await?;
+        // Boxed reads: the waiting future then holds a pointer, not their state
+        // (memory per open long-poll; loadtest/longpoll-memory).
+        let mut status = Box::pin(store.get(&state.db, id)).await?;
         if status.user_id != Some(reader) {
             return Err(Problem::not_found("job", id));
         }
@@ -119,12 +121,12 @@ impl JobsApi {
             }
             let wake = tokio::time::timeout(RECHECK.min(deadline - now), watch.announced());
             if wake.await.is_ok() {
-                status = store.get(&state.db, id).await?;
+                status = Box::pin(store.get(&state.db, id)).await?;
                 break;
             }
             // The safety net re-reads Redis only: at most one PostgreSQL read per
             // request (the first), however long a backlog keeps jobs waiting.
-            if let Some(fresh) = store.cached(id).await? {
+            if let Some(fresh) = Box::pin(store.cached(id)).await? {
                 status = fresh;
             }
         }

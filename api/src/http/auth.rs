@@ -50,8 +50,13 @@ async fn check_access(req: &Request, bearer: Bearer) -> poem::Result<identity::C
     let caller = verify(state, &bearer.token)?;
     if state.identity.is_external() {
         // A provider's first token of a new `sub` creates the user (once: PostgreSQL decides).
+        // Boxed: sea-orm's insert futures are large, and every request future that
+        // checks an access token would otherwise carry their size while it waits.
         state
-            .known_user(caller.user_id, identity::provision(&state.db, &caller))
+            .known_user(
+                caller.user_id,
+                Box::pin(identity::provision(&state.db, &caller)),
+            )
             .await?;
     }
     Ok(caller)

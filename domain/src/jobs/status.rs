@@ -227,7 +227,9 @@ impl StatusStore {
         {
             return Ok(status);
         }
-        let outcome = job_outcomes::Entity::find_by_id(job_id).one(db).await?;
+        // Boxed: sea-orm's query future is large, and a long-poll holding this
+        // future would carry its size for as long as it waits.
+        let outcome = Box::pin(job_outcomes::Entity::find_by_id(job_id).one(db)).await?;
         match (outcome, from_fields(job_id, &fields)) {
             (Some(o), _) => Ok(from_outcome(o)),
             (None, Some(status)) => Ok(status),
