@@ -13,7 +13,7 @@ use std::{
 use chrono::Utc;
 use common::TestApp;
 use domain::jobs::{
-    JobKind, Outcome, ReserveJob,
+    JobKind, Outcome,
     status::{Phase, StatusStore},
 };
 use futures::future::join_all;
@@ -28,16 +28,7 @@ async fn schedule_and_user(app: &TestApp) -> (i64, Uuid) {
     (schedule, user)
 }
 
-fn job(user_id: Uuid, schedule_id: i64, seats: &[i16]) -> ReserveJob {
-    ReserveJob {
-        job_id: Uuid::now_v7(),
-        user_id,
-        schedule_id,
-        seat_numbers: seats.to_vec(),
-        accepted_at: Utc::now(),
-        request_id: None,
-    }
-}
+use common::reserve_job as job;
 
 /// These tests are about delivery, not the per-person cap: one user holds many seats.
 const HOLDS: domain::booking::HoldPolicy = domain::booking::HoldPolicy {

@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use common::TestApp;
 use domain::{
     booking::{HoldPolicy, reserve, settle_batch},
-    jobs::{Outcome, ReserveJob},
+    jobs::Outcome,
 };
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
@@ -22,16 +21,7 @@ const HOLDS: HoldPolicy = HoldPolicy {
     max_seats_per_user: 4,
 };
 
-fn job(user_id: Uuid, schedule_id: i64, seats: &[i16]) -> ReserveJob {
-    ReserveJob {
-        job_id: Uuid::now_v7(),
-        user_id,
-        schedule_id,
-        seat_numbers: seats.to_vec(),
-        accepted_at: Utc::now(),
-        request_id: None,
-    }
-}
+use common::reserve_job as job;
 
 fn code(outcome: &Outcome) -> &str {
     match outcome {

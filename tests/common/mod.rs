@@ -376,6 +376,18 @@ impl Drop for TestApp {
     }
 }
 
+/// A reserve job as the api would enqueue it, for driving `domain::booking` directly.
+pub fn reserve_job(user_id: Uuid, schedule_id: i64, seats: &[i16]) -> domain::jobs::ReserveJob {
+    domain::jobs::ReserveJob {
+        job_id: Uuid::now_v7(),
+        user_id,
+        schedule_id,
+        seat_numbers: seats.to_vec(),
+        accepted_at: chrono::Utc::now(),
+        request_id: None,
+    }
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, failing after `limit`.
 /// The one way tests wait for a condition: never a bare sleep.
 pub async fn eventually<T, Fut>(limit: std::time::Duration, mut check: impl FnMut() -> Fut) -> T

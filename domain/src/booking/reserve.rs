@@ -116,6 +116,26 @@ fn unexpected(what: impl Into<String>) -> Error {
     Error::Database(sea_orm::DbErr::Custom(what.into()))
 }
 
+/// The one row every statement of the batch answers with.
+async fn one_row<const N: usize>(
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: [sea_orm::Value; N],
+) -> Result<sea_orm::QueryResult> {
+    txn.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?
+    .ok_or_else(|| {
+        unexpected(format!(
+            "no row from: {}",
+            sql.chars().take(60).collect::<String>()
+        ))
+    })
+}
+
 /// Takes a transaction-scoped advisory lock per (user, schedule) of the batch,
 /// in ascending key order so batches cannot deadlock on them, and reads
 /// PostgreSQL's `now()`, the clock of every judgment in the transaction. Two
@@ -131,16 +151,14 @@ async fn lock_user_schedules(
         .iter()
         .map(|j| format!("seat-limit|{}|{}", j.user_id, j.schedule_id))
         .collect();
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT now() AS db_now, (SELECT count(pg_advisory_xact_lock(k)) FROM \
-               (SELECT DISTINCT hashtextextended(key, 0) AS k FROM unnest($1::text[]) key ORDER BY 1) l) \
-               AS locked",
-            [keys.into()],
-        ))
-        .await?
-        .ok_or_else(|| unexpected("the lock statement returned no row"))?;
+    let row = one_row(
+        txn,
+        "SELECT now() AS db_now, (SELECT count(pg_advisory_xact_lock(k)) FROM \
+           (SELECT DISTINCT hashtextextended(key, 0) AS k FROM unnest($1::text[]) key ORDER BY 1) l) \
+           AS locked",
+        [keys.into()],
+    )
+    .await?;
     Ok(row.try_get::<DateTime<Utc>>("", "db_now")?)
 }
 
@@ -212,22 +230,20 @@ async fn read_snapshot(
             user_schedules.push(job.schedule_id);
         }
     }
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            SNAPSHOT_SQL,
-            [
-                job_ids.into(),
-                schedules.into(),
-                pair_schedules.into(),
-                pair_numbers.into(),
-                now.into(),
-                users.into(),
-                user_schedules.into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| unexpected("the snapshot statement returned no row"))?;
+    let row = one_row(
+        txn,
+        SNAPSHOT_SQL,
+        [
+            job_ids.into(),
+            schedules.into(),
+            pair_schedules.into(),
+            pair_numbers.into(),
+            now.into(),
+            users.into(),
+            user_schedules.into(),
+        ],
+    )
+    .await?;
     let document: Value = row.try_get("", "snapshot")?;
     serde_json::from_value(document).map_err(|e| unexpected(format!("snapshot: {e}")))
 }
@@ -462,19 +478,17 @@ async fn write(txn: &DatabaseTransaction, plan: &Plan<'_>, now: DateTime<Utc>) -
         }).collect::<Vec<_>>(),
     });
     let expires_at = plan.expires_at();
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            WRITE_SQL,
-            [
-                document.into(),
-                expires_at.into(),
-                now.into(),
-                Utc::now().into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| unexpected("the write statement returned no row"))?;
+    let row = one_row(
+        txn,
+        WRITE_SQL,
+        [
+            document.into(),
+            expires_at.into(),
+            now.into(),
+            Utc::now().into(),
+        ],
+    )
+    .await?;
     let held: i64 = row.try_get("", "held")?;
     Ok(usize::try_from(held).unwrap_or(0))
 }
