@@ -33,9 +33,12 @@ export const options = {
 };
 
 export function setup() {
-  // A distinct seat for every reserve of both groups (50 per date), with room to spare.
+  // A distinct seat for every reserve of both groups (50 per date): the groups
+  // take alternate seat slots, so twice the reserves of each (a poller is
+  // assumed to finish at most one job a second; past that, slots wrap and the
+  // later reserves end SEAT_UNAVAILABLE, still final).
   const seconds = parseInt(DURATION, 10) || 20;
-  const dates = Math.ceil((RATE * seconds * 1.3 + POLLERS * 20) / 50);
+  const dates = Math.ceil((2 * Math.max(RATE * seconds * 1.1, POLLERS * seconds)) / 50);
   const schedules = [];
   for (let made = 0; made < dates; made += 100) {
     const concert = createConcert(`overload-${made}`, Math.min(100, dates - made), 30000);
