@@ -82,11 +82,19 @@ if final then redis.call('DEL', KEYS[2]) end
 local current = redis.call('HGET', KEYS[1], 'status')
 if current == 'SUCCEEDED' or current == 'FAILED' then return {0, deliveries} end
 if ARGV[1] == 'QUEUED' and current then return {0, deliveries} end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4])
-redis.call('HSETNX', KEYS[1], 'created', ARGV[6])
-redis.call('HSETNX', KEYS[1], 'user', ARGV[5])
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[7]) end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'code', ARGV[8], 'message', ARGV[9]) end
+-- One HSET per write. Any phase may write the hash first (a QUEUED write can
+-- be lost), so the first write of a hash also records who and when.
+local fields = {'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4]}
+if not current then
+  fields[#fields + 1] = 'created'; fields[#fields + 1] = ARGV[6]
+  fields[#fields + 1] = 'user'; fields[#fields + 1] = ARGV[5]
+end
+if ARGV[7] ~= '' then fields[#fields + 1] = 'result'; fields[#fields + 1] = ARGV[7] end
+if ARGV[8] ~= '' then
+  fields[#fields + 1] = 'code'; fields[#fields + 1] = ARGV[8]
+  fields[#fields + 1] = 'message'; fields[#fields + 1] = ARGV[9]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if final then redis.call('PUBLISH', ARGV[11], ARGV[12]) end
 return {1, deliveries}
