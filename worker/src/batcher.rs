@@ -5,9 +5,10 @@
 //! outcome. The batcher takes every job waiting at that moment (up to
 //! `RESERVE_BATCH_MAX`) into one transaction, so batches grow with load: while
 //! `RESERVE_BATCHES_IN_FLIGHT` batches are in PostgreSQL the next one gathers,
-//! and a job arriving at an idle worker goes through at once, alone. A batch that loses a race or fails is
-//! re-run job by job in tasks of their own (`domain::booking::reserve`, with
-//! its retries), so the batcher never waits out another job's backoff.
+//! and a job arriving at an idle worker goes through at once, alone. A batch
+//! that loses a race or fails is re-run job by job in tasks of their own
+//! (`domain::booking::reserve`, with its retries), so the batcher never waits
+//! out another job's backoff.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,9 +32,7 @@ pub struct ReserveBatcher {
 struct Settler {
     db: DatabaseConnection,
     policy: HoldPolicy,
-    max: usize,
-    linger: Duration,
-    in_flight: usize,
+    shape: BatchShape,
 }
 
 /// How a worker forms reserve batches (`RESERVE_BATCH_*` settings).
@@ -62,13 +61,13 @@ impl ReserveBatcher {
     /// Starts the batcher task; it ends when every handle is dropped.
     pub fn start(db: DatabaseConnection, policy: HoldPolicy, shape: BatchShape) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let settler = Settler {
-            db,
-            policy,
+        // At least one of each: an empty batch or no slot would stall every reserve.
+        let shape = BatchShape {
             max: shape.max.max(1),
-            linger: shape.linger,
             in_flight: shape.in_flight.max(1),
+            ..shape
         };
+        let settler = Settler { db, policy, shape };
         tokio::spawn(Arc::new(settler).run(rx));
         Self { tx }
     }
@@ -88,7 +87,7 @@ impl ReserveBatcher {
 
 impl Settler {
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(ReserveJob, Reply)>) {
-        let slots = Arc::new(Semaphore::new(self.in_flight));
+        let slots = Arc::new(Semaphore::new(self.shape.in_flight));
         loop {
             // A batch forms while the slots are taken, so waiting for one is what grows it.
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -98,16 +97,16 @@ impl Settler {
                 return;
             };
             let mut batch = vec![first];
-            if !self.linger.is_zero() {
-                let until = tokio::time::Instant::now() + self.linger;
-                while batch.len() < self.max {
+            if !self.shape.linger.is_zero() {
+                let until = tokio::time::Instant::now() + self.shape.linger;
+                while batch.len() < self.shape.max {
                     match tokio::time::timeout_at(until, rx.recv()).await {
                         Ok(Some(next)) => batch.push(next),
                         _ => break,
                     }
                 }
             }
-            while batch.len() < self.max {
+            while batch.len() < self.shape.max {
                 match rx.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
@@ -122,18 +121,18 @@ impl Settler {
     }
 
     async fn settle(&self, batch: Vec<(ReserveJob, Reply)>) {
-        let jobs: Vec<ReserveJob> = batch.iter().map(|(job, _)| job.clone()).collect();
-        metrics::reserve_batch(jobs.len(), None);
+        let (jobs, replies): (Vec<ReserveJob>, Vec<Reply>) = batch.into_iter().unzip();
+        metrics::reserve_batch_opened(jobs.len());
         let settled = domain::booking::settle_batch(&self.db, &jobs, &self.policy).await;
         let result = match &settled {
             Ok(Some(_)) => "committed",
             Ok(None) => "conflict",
             Err(_) => "error",
         };
-        metrics::reserve_batch(jobs.len(), Some(result));
+        metrics::reserve_batch_closed(jobs.len(), result);
         match settled {
             Ok(Some(outcomes)) => {
-                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -141,7 +140,7 @@ impl Settler {
                 if let Err(error) = other {
                     tracing::debug!(%error, jobs = jobs.len(), "reserve batch failed; each job runs alone");
                 }
-                for (job, reply) in batch {
+                for (job, reply) in jobs.into_iter().zip(replies) {
                     let (db, policy) = (self.db.clone(), self.policy);
                     tokio::spawn(async move {
                         let _ = reply.send(domain::booking::reserve(&db, &job, &policy).await);

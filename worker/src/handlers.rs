@@ -149,8 +149,8 @@ pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDy
         user: job.user_id,
         accepted: job.accepted_at,
     };
-    async {
-        let outcome = run_job(&ctx, run, ctx.reserver.reserve(job.clone())).await?;
+    async move {
+        let outcome = run_job(&ctx, run, ctx.reserver.reserve(job)).await?;
         // Also on a replayed outcome: the first delivery may have died before scheduling it.
         if let Outcome::Succeeded(hold) = &outcome {
             schedule_expiry(&ctx.producer, hold).await;

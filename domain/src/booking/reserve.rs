@@ -81,7 +81,7 @@ pub async fn settle_batch(
             plan.versions.insert(seat, version);
         }
     }
-    if write(&txn, &plan, now).await? != plan.seat_writes.len() {
+    if write(&txn, &plan).await? != plan.seat_writes.len() {
         txn.rollback().await?;
         return Ok(None);
     }
@@ -457,7 +457,7 @@ async fn expire_overdue(
 /// Writes the whole plan in one statement: the reservations, their seats
 /// (version-checked), the seat links and every fresh outcome. Returns how many
 /// seats were held; fewer than planned means another transaction changed one.
-async fn write(txn: &DatabaseTransaction, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize> {
+async fn write(txn: &DatabaseTransaction, plan: &Plan<'_>) -> Result<usize> {
     let document = json!({
         "reservations": plan.holds.iter().map(|(id, job, total)| json!({
             "id": id, "user_id": job.user_id, "schedule_id": job.schedule_id,
@@ -477,14 +477,13 @@ async fn write(txn: &DatabaseTransaction, plan: &Plan<'_>, now: DateTime<Utc>) -
             })
         }).collect::<Vec<_>>(),
     });
-    let expires_at = plan.expires_at();
     let row = one_row(
         txn,
         WRITE_SQL,
         [
             document.into(),
-            expires_at.into(),
-            now.into(),
+            plan.expires_at().into(),
+            plan.now.into(),
             Utc::now().into(),
         ],
     )

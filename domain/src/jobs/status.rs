@@ -67,14 +67,14 @@ pub struct StatusStore {
 const MARK: &str = r"
 -- KEYS[1] status hash, KEYS[2] the job's delivery counter
 -- ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message,
---       count ('1': count a delivery), done channel, job id
--- Returns {written (1/0), deliveries so far (0 unless counted)}. One round trip
--- per status change: a final status is never overwritten, RUNNING never
+--       done channel, job id
+-- Returns {written (1/0), deliveries so far (RUNNING counts one; else 0)}. One
+-- round trip per status change: a final status is never overwritten, RUNNING never
 -- replaces a final one, and a final write drops the counter (a late
 -- redelivery replays the stored outcome) and announces the job to long-polls.
 local final = ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED'
 local deliveries = 0
-if ARGV[10] == '1' then
+if ARGV[1] == 'RUNNING' then
   deliveries = redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], 86400)
 end
@@ -96,7 +96,7 @@ if ARGV[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-if final then redis.call('PUBLISH', ARGV[11], ARGV[12]) end
+if final then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
 return {1, deliveries}
 ";
 
@@ -198,7 +198,6 @@ impl StatusStore {
             .arg(result)
             .arg(code)
             .arg(message)
-            .arg(if phase == "RUNNING" { "1" } else { "" })
             .arg(self.done_channel())
             .arg(job_id.to_string())
             .invoke_async(&mut self.redis.clone())

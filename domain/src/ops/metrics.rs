@@ -143,20 +143,23 @@ fn describe() {
     );
 }
 
-/// A reserve batch of `jobs` opened (`Some(result)` = closed with that result).
-pub fn reserve_batch(jobs: usize, result: Option<&'static str>) {
-    #[allow(clippy::cast_precision_loss)] // a batch is at most a few hundred jobs
-    let jobs_f = jobs as f64;
-    match result {
-        None => gauge!(RESERVE_BATCH_OPEN).increment(jobs_f),
-        Some(result) => {
-            gauge!(RESERVE_BATCH_OPEN).decrement(jobs_f);
-            counter!(RESERVE_BATCHES, "result" => result).increment(1);
-            if result == "committed" {
-                counter!(RESERVE_BATCHED_JOBS).increment(u64::try_from(jobs).unwrap_or(0));
-            }
-        }
+/// A reserve batch transaction of `jobs` jobs began.
+pub fn reserve_batch_opened(jobs: usize) {
+    gauge!(RESERVE_BATCH_OPEN).increment(as_gauge(jobs));
+}
+
+/// A reserve batch of `jobs` jobs ended: `committed`, `conflict` or `error`.
+pub fn reserve_batch_closed(jobs: usize, result: &'static str) {
+    gauge!(RESERVE_BATCH_OPEN).decrement(as_gauge(jobs));
+    counter!(RESERVE_BATCHES, "result" => result).increment(1);
+    if result == "committed" {
+        counter!(RESERVE_BATCHED_JOBS).increment(u64::try_from(jobs).unwrap_or(0));
     }
+}
+
+#[allow(clippy::cast_precision_loss)] // a batch is at most a thousand jobs
+fn as_gauge(jobs: usize) -> f64 {
+    jobs as f64
 }
 
 /// One answered HTTP request. `route` must be a template or a fixed label.
