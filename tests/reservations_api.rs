@@ -222,6 +222,66 @@ async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
+    // A one-second linger gathers the four reserves into one batch.
+    let app = TestApp::builder()
+        .workers(1)
+        .env("HOLD_TTL_SECONDS", "3")
+        .env("RESERVE_BATCH_LINGER_MS", "1000")
+        .env("WORKER_SWEEP_INTERVAL_SECONDS", "3600")
+        .spawn()
+        .await;
+    let schedule = first_schedule(&app).await;
+    let fans = fans(&app, 4).await;
+    let app = &app;
+    let jobs = join_all(fans.iter().zip(21..).map(|(fan, seat)| async move {
+        let id = TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await;
+        app.final_job(&fan.access, &id).await
+    }))
+    .await;
+    let mut holds: Vec<String> = jobs
+        .iter()
+        .map(|job| {
+            assert_eq!(job["status"], "SUCCEEDED", "{job}");
+            job["result"]["reservationId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    holds.sort();
+    let queue = format!("{}_expire_hold", app.redis_prefix());
+    let mut redis = app.redis().await;
+    let tasks: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("{queue}:data"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut scheduled: Vec<String> = tasks
+        .iter()
+        .flat_map(|task| {
+            let task: Value = serde_json::from_str(task).unwrap();
+            task["reservation_ids"].as_array().unwrap().clone()
+        })
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    scheduled.sort();
+    assert_eq!(scheduled, holds, "every hold is in exactly one expiry task");
+    assert_eq!(tasks.len(), 1, "one task for the batch: {tasks:?}");
+    // That one task (the sweep is off) expires all four and frees their seats.
+    eventually(Duration::from_secs(20), || async {
+        let n = app
+            .scalar("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
+            .await;
+        (n == 4).then_some(())
+    })
+    .await;
+    for seat in 21..25 {
+        assert_eq!(
+            seat_status(app, &fans[0], schedule, seat).await,
+            "AVAILABLE"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
     let app = TestApp::builder()
         .workers(1)

@@ -87,7 +87,9 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let db = domain::platform::db::connect_lazy(&config).await?;
     let redis = domain::platform::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
-    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config);
+    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config).with_reserve_gate(
+        domain::jobs::backlog::BacklogGate::start(redis.clone(), &config),
+    );
     let watcher =
         job_watch::JobWatcher::start(config.redis_url.clone(), jobs.status().done_channel());
     Ok(AppState {

@@ -552,11 +552,11 @@
     status.className = 'job-status';
     status.textContent = `Asking for ${seatList(seats)}…`;
     try {
-      const accepted = await api('POST', '/v1/reservations', {
+      const accepted = await unlessBusy(() => api('POST', '/v1/reservations', {
         token: state.queueToken,
         body: { scheduleId: state.scheduleId, seatNumbers: seats },
         idempotencyKey: key,
-      });
+      }), status);
       status.textContent = `Request queued (job ${accepted.jobId.slice(0, 8)}…). Waiting for the outcome…`;
       status.dataset.jobId = accepted.jobId;
       const job = await settle(accepted.jobId, (j) => {
@@ -582,6 +582,22 @@
       busy($('reserve'), false);
       renderSelection();
       refreshSeats();
+    }
+  }
+
+  // A 429 BUSY (too many reserves already waiting; nothing was queued) is sent
+  // again with the same key after its Retry-After, plus up to half a second of
+  // jitter so a crowd told the same number does not come back in one instant.
+  async function unlessBusy(send, status, tries = 5) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await send();
+      } catch (e) {
+        if (e.status !== 429 || attempt >= tries) throw e;
+        const wait = retryDelay(e, attempt) + Math.floor(Math.random() * 500);
+        status.textContent = `Very busy right now: asking again in ${Math.ceil(wait / 1000)} s…`;
+        await pause(wait);
+      }
     }
   }
 

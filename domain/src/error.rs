@@ -17,6 +17,10 @@ pub enum Error {
     /// Optimistic retries ran out; the job goes back to the queue.
     #[error("the row stayed contended through every optimistic attempt")]
     Contention,
+    /// Too many reserves are already waiting for a worker (429): come back in
+    /// `retry_after` seconds. Nothing was queued.
+    #[error("{backlog} reservations are waiting; retry in {retry_after} s")]
+    Busy { backlog: u64, retry_after: u64 },
     /// The job queue refused a push (503).
     #[error("queue error: {0}")]
     Queue(String),

@@ -8,17 +8,22 @@
 //! and a job arriving at an idle worker goes through at once, alone. A batch
 //! that loses a race or fails is re-run job by job in tasks of their own
 //! (`domain::booking::reserve`, with its retries), so the batcher never waits
-//! out another job's backoff.
+//! out another job's backoff. The holds a batch grants get one expiry task
+//! between them, scheduled before any of its jobs is answered (and so before
+//! any is acknowledged): a job redelivered after a crash replays its outcome
+//! and schedules it again.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use domain::{
     booking::HoldPolicy,
-    jobs::{Outcome, ReserveJob},
+    jobs::{Outcome, ReserveJob, producer::JobProducer},
     ops::metrics,
 };
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use uuid::Uuid;
 
 type Reply = oneshot::Sender<domain::Result<Outcome>>;
 
@@ -31,6 +36,7 @@ pub struct ReserveBatcher {
 /// What one batcher task needs.
 struct Settler {
     db: DatabaseConnection,
+    producer: JobProducer,
     policy: HoldPolicy,
     shape: BatchShape,
 }
@@ -59,7 +65,12 @@ impl BatchShape {
 
 impl ReserveBatcher {
     /// Starts the batcher task; it ends when every handle is dropped.
-    pub fn start(db: DatabaseConnection, policy: HoldPolicy, shape: BatchShape) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        producer: JobProducer,
+        policy: HoldPolicy,
+        shape: BatchShape,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         // At least one of each: an empty batch or no slot would stall every reserve.
         let shape = BatchShape {
@@ -67,7 +78,12 @@ impl ReserveBatcher {
             in_flight: shape.in_flight.max(1),
             ..shape
         };
-        let settler = Settler { db, policy, shape };
+        let settler = Settler {
+            db,
+            producer,
+            policy,
+            shape,
+        };
         tokio::spawn(Arc::new(settler).run(rx));
         Self { tx }
     }
@@ -113,17 +129,16 @@ impl Settler {
                 }
             }
             let settler = Arc::clone(&self);
-            tokio::spawn(async move {
-                settler.settle(batch).await;
-                drop(slot);
-            });
+            tokio::spawn(async move { settler.settle(batch, slot).await });
         }
     }
 
-    async fn settle(&self, batch: Vec<(ReserveJob, Reply)>) {
+    /// Settles one batch; `slot` is given back once PostgreSQL is done with it.
+    async fn settle(&self, batch: Vec<(ReserveJob, Reply)>, slot: OwnedSemaphorePermit) {
         let (jobs, replies): (Vec<ReserveJob>, Vec<Reply>) = batch.into_iter().unzip();
         metrics::reserve_batch_opened(jobs.len());
         let settled = domain::booking::settle_batch(&self.db, &jobs, &self.policy).await;
+        drop(slot);
         let result = match &settled {
             Ok(Some(_)) => "committed",
             Ok(None) => "conflict",
@@ -132,6 +147,7 @@ impl Settler {
         metrics::reserve_batch_closed(jobs.len(), result);
         match settled {
             Ok(Some(outcomes)) => {
+                schedule_expiries(&self.producer, &outcomes).await;
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -141,12 +157,44 @@ impl Settler {
                     tracing::debug!(%error, jobs = jobs.len(), "reserve batch failed; each job runs alone");
                 }
                 for (job, reply) in jobs.into_iter().zip(replies) {
-                    let (db, policy) = (self.db.clone(), self.policy);
+                    let (db, producer, policy) =
+                        (self.db.clone(), self.producer.clone(), self.policy);
                     tokio::spawn(async move {
-                        let _ = reply.send(domain::booking::reserve(&db, &job, &policy).await);
+                        let outcome = domain::booking::reserve(&db, &job, &policy).await;
+                        if let Ok(outcome) = &outcome {
+                            schedule_expiries(&producer, std::slice::from_ref(outcome)).await;
+                        }
+                        let _ = reply.send(outcome);
                     });
                 }
             }
         }
     }
+}
+
+/// Schedules one expiry task per expiry time among the holds in `outcomes`
+/// (a batch's fresh holds share one; replayed ones keep their own). Also for a
+/// replayed outcome: its first delivery may have died before scheduling it. A
+/// failure is logged, not retried: the sweep expires holds whose task is missing.
+async fn schedule_expiries(producer: &JobProducer, outcomes: &[Outcome]) {
+    let mut by_time: BTreeMap<DateTime<Utc>, Vec<Uuid>> = BTreeMap::new();
+    for outcome in outcomes {
+        if let Outcome::Succeeded(hold) = outcome
+            && let Some((id, at)) = hold_expiry(hold)
+        {
+            by_time.entry(at).or_default().push(id);
+        }
+    }
+    for (at, ids) in by_time {
+        if let Err(error) = producer.schedule_expiry(&ids, at).await {
+            tracing::warn!(%error, holds = ids.len(), "could not schedule the holds' expiry; the sweep will");
+        }
+    }
+}
+
+/// The reservation id and expiry time in a reserve job's result.
+fn hold_expiry(hold: &serde_json::Value) -> Option<(Uuid, DateTime<Utc>)> {
+    let id = Uuid::parse_str(hold["reservationId"].as_str()?).ok()?;
+    let at = DateTime::parse_from_rfc3339(hold["expiresAt"].as_str()?).ok()?;
+    Some((id, at.with_timezone(&Utc)))
 }

@@ -47,6 +47,7 @@ impl JobContext {
             waiting_room: WaitingRoom::new(redis.clone(), config),
             reserver: crate::batcher::ReserveBatcher::start(
                 db.clone(),
+                JobProducer::new(redis.clone(), config),
                 domain::booking::HoldPolicy::from_config(config),
                 crate::batcher::BatchShape::from_config(config),
             ),
@@ -140,7 +141,7 @@ where
     Ok(outcome)
 }
 
-/// Runs a reserve job, then schedules the hold's expiry.
+/// Runs a reserve job (its batch schedules the hold's expiry).
 pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.reserve", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
     let run = Run {
@@ -149,16 +150,10 @@ pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDy
         user: job.user_id,
         accepted: job.accepted_at,
     };
-    async move {
-        let outcome = run_job(&ctx, run, ctx.reserver.reserve(job)).await?;
-        // Also on a replayed outcome: the first delivery may have died before scheduling it.
-        if let Outcome::Succeeded(hold) = &outcome {
-            schedule_expiry(&ctx.producer, hold).await;
-        }
-        Ok(())
-    }
-    .instrument(span)
-    .await
+    run_job(&ctx, run, ctx.reserver.reserve(job))
+        .instrument(span)
+        .await
+        .map(drop)
 }
 
 /// Runs a recharge job.
@@ -196,34 +191,19 @@ pub async fn pay(job: PayJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> 
     .await
 }
 
-/// Pushes the delayed expiry (idempotent: the task id is the reservation id).
-/// A failure is logged, not retried: the sweep expires holds whose job is missing.
-async fn schedule_expiry(producer: &JobProducer, hold: &serde_json::Value) {
-    let id = hold["reservationId"]
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok());
-    let at = hold["expiresAt"]
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    if let (Some(id), Some(at)) = (id, at)
-        && let Err(error) = producer.schedule_expiry(id, at.with_timezone(&Utc)).await
-    {
-        tracing::warn!(%error, reservation.id = %id, "could not schedule the hold's expiry; the sweep will");
-    }
-}
-
-/// Expires a hold at its time (a no-op for paid or already expired ones).
+/// Expires holds at their time (a no-op for paid or already expired ones).
 pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job.expire_hold", reservation.id = %job.reservation_id);
+    let holds = job.holds();
+    let span = tracing::info_span!("job.expire_hold", holds = holds.len(), reservation.id = %holds.first().copied().unwrap_or_default());
     async move {
         // Delayed tasks run on whole seconds and may start a little early.
         let early = (job.expires_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(early.min(Duration::from_secs(5)) + Duration::from_millis(5)).await;
         metrics::job_started("expire_hold");
         let prefix = &ctx.config.redis_prefix;
-        match domain::booking::expire_reservation(&ctx.db, job.reservation_id).await {
-            Ok(expired) => {
-                tracing::info!(expired, "hold expiry checked");
+        match domain::booking::expire_reservations(&ctx.db, &holds).await {
+            Ok(freed) => {
+                tracing::info!(seats_freed = freed, "hold expiry checked");
                 metrics::job_finished(prefix, "expire_hold", true, None);
                 Ok(())
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
 use domain::jobs::{
-    JobHeader,
+    ExpireHoldJob, JobHeader,
     backend::{ALL_QUEUES, CLIENT_QUEUES, EXPIRE_QUEUE, orphan_window},
     housekeeping::{self, DeadTask},
 };
@@ -137,10 +137,15 @@ async fn settle(ctx: &JobContext, queue: &str, task: &DeadTask) -> Result<(), Bo
             handlers::finalize_exhausted(ctx, job, kind).await?;
             tracing::error!(job.id = %job.job_id, queue, "buried job finalized");
         }
-        // A buried expiry: expire the hold now if it is still due (the sweep would too).
+        // A buried expiry: expire its holds now if still due (the sweep would too).
         _ if queue == EXPIRE_QUEUE => {
-            if let Ok(id) = uuid::Uuid::parse_str(&task.task_id) {
-                domain::booking::expire_reservation(&ctx.db, id).await?;
+            let holds = task
+                .data
+                .as_deref()
+                .and_then(|data| serde_json::from_slice::<ExpireHoldJob>(data).ok())
+                .map(|job| job.holds());
+            if let Some(holds) = holds {
+                domain::booking::expire_reservations(&ctx.db, &holds).await?;
             }
         }
         // No payload left to finalize from: nothing a client can wait for.

@@ -50,6 +50,8 @@ pub struct ProblemBody {
 pub struct Problem {
     // Boxed: keeps `Result<T, Problem>` small on every handler's happy path.
     body: Box<ProblemBody>,
+    /// Seconds for `Retry-After`, where this problem sets its own.
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -67,6 +69,7 @@ impl Problem {
                 code: code.to_owned(),
                 field: None,
             }),
+            retry_after: None,
         }
     }
 
@@ -141,6 +144,19 @@ impl From<domain::Error> for Problem {
                 "this Idempotency-Key was already used with a different request",
             )
             .with_field("Idempotency-Key"),
+            E::Busy {
+                backlog,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "BUSY",
+                    format!(
+                        "{backlog} reservations are waiting for a worker; nothing was queued, retry in {retry_after} s"
+                    ),
+                )
+            },
             E::Contention => Self::unavailable(),
             E::Queue(e) => {
                 tracing::error!(error = %e, "queue push failed");
@@ -174,8 +190,10 @@ impl ResponseError for Problem {
         let mut builder = Response::builder()
             .status(status)
             .content_type(PROBLEM_JSON);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // RFC 9110 §10.2.3: when to come back (a dependency or the queue is busy).
+        if let Some(seconds) = self.retry_after {
+            builder = builder.header(poem::http::header::RETRY_AFTER, seconds);
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 9110 §10.2.3: when to come back (a dependency is away).
             builder = builder.header(poem::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS);
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -205,6 +223,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (404, "Unknown id"),
     (413, "Request body too large"),
     (415, "Body is not JSON"),
+    (
+        429,
+        "Too busy: nothing was queued; retry after `Retry-After` seconds (`BUSY`, reserves past the backlog bound)",
+    ),
     (500, "Internal error (logged)"),
     (503, "A backing service is unavailable"),
 ];

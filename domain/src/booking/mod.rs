@@ -15,7 +15,6 @@ use entity::{reservation_seats, reservations, seats};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, QueryOrder, Statement, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -98,53 +97,44 @@ impl HoldPolicy {
     }
 }
 
-/// Expires `reservation_id` if it is still held and overdue by PostgreSQL's
-/// clock, freeing its seats. Returns whether this call expired it. Safe to race
-/// with payment and with itself.
-pub async fn expire_reservation(db: &DatabaseConnection, reservation_id: Uuid) -> Result<bool> {
-    let txn = db.begin().await?;
-    let expired = expire_in(&txn, reservation_id).await?;
-    txn.commit().await?;
-    Ok(expired)
+/// Expires those of `reservation_ids` still held and overdue by PostgreSQL's
+/// clock, freeing their seats, in one statement. Returns how many seats it
+/// freed. Safe to race with payment and with itself: a hold paid or expired
+/// meanwhile is left alone.
+pub async fn expire_reservations(
+    db: &impl ConnectionTrait,
+    reservation_ids: &[Uuid],
+) -> Result<usize> {
+    Ok(expire_held(db, reservation_ids).await?.len())
 }
 
-/// The conditional flip HELD→EXPIRED judged on the transaction's `now()`.
-async fn expire_in(db: &impl ConnectionTrait, reservation_id: Uuid) -> Result<bool> {
-    let now = || Expr::cust("now()");
-    let flipped = reservations::Entity::update_many()
-        .col_expr(reservations::Column::Status, Expr::value("EXPIRED"))
-        .col_expr(
-            reservations::Column::Version,
-            Expr::col(reservations::Column::Version).add(1),
-        )
-        .col_expr(reservations::Column::UpdatedAt, now())
-        .filter(reservations::Column::Id.eq(reservation_id))
-        .filter(reservations::Column::Status.eq("HELD"))
-        .filter(Expr::col(reservations::Column::ExpiresAt).lte(now()))
-        .exec(db)
+/// The conditional flip HELD→EXPIRED judged on the statement's `now()`, and
+/// the seats of the flipped holds made AVAILABLE; returns the freed seats' ids
+/// and new versions.
+pub(crate) async fn expire_held(
+    db: &impl ConnectionTrait,
+    reservation_ids: &[Uuid],
+) -> Result<Vec<(i64, i64)>> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH r AS (UPDATE reservations SET status = 'EXPIRED', version = version + 1, updated_at = now()
+                        WHERE id = ANY($1) AND status = 'HELD' AND expires_at <= now() RETURNING id)
+             UPDATE seats SET status = 'AVAILABLE', reservation_id = NULL, hold_expires_at = NULL,
+                              version = version + 1
+             WHERE reservation_id IN (SELECT id FROM r) AND status = 'HELD'
+             RETURNING id, version",
+            [reservation_ids.to_vec().into()],
+        ))
         .await?;
-    if flipped.rows_affected == 0 {
-        return Ok(false);
-    }
-    seats::Entity::update_many()
-        .col_expr(seats::Column::Status, Expr::value("AVAILABLE"))
-        .col_expr(
-            seats::Column::ReservationId,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            seats::Column::HoldExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            seats::Column::Version,
-            Expr::col(seats::Column::Version).add(1),
-        )
-        .filter(seats::Column::ReservationId.eq(reservation_id))
-        .filter(seats::Column::Status.eq("HELD"))
-        .exec(db)
-        .await?;
-    Ok(true)
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64>("", "id")?,
+                r.try_get::<i64>("", "version")?,
+            ))
+        })
+        .collect()
 }
 
 #[derive(FromQueryResult)]
@@ -164,12 +154,13 @@ pub async fn sweep_expired(db: &DatabaseConnection, limit: u64) -> Result<u64> {
     ))
     .all(&txn)
     .await?;
-    let mut expired = 0;
-    for row in rows {
-        expired += u64::from(expire_in(&txn, row.id).await?);
+    let ids: Vec<Uuid> = rows.into_iter().map(|row| row.id).collect();
+    if !ids.is_empty() {
+        expire_held(&txn, &ids).await?;
     }
     txn.commit().await?;
-    Ok(expired)
+    // Locked, held and overdue in this transaction: each of them was expired.
+    Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
 }
 
 /// A reservation for its owner; anyone else's reads as not found.

@@ -77,7 +77,8 @@ pub async fn settle_batch(
         return Ok(Some(outcomes));
     }
     if !plan.overdue.is_empty() {
-        for (seat, version) in expire_overdue(&txn, &plan.overdue).await? {
+        let overdue: Vec<Uuid> = plan.overdue.iter().copied().collect();
+        for (seat, version) in super::expire_held(&txn, &overdue).await? {
             plan.versions.insert(seat, version);
         }
     }
@@ -423,35 +424,6 @@ impl<'a> Plan<'a> {
     fn expires_at(&self) -> DateTime<Utc> {
         self.now + chrono::Duration::from_std(self.policy.ttl).unwrap_or_default()
     }
-}
-
-/// Expires the overdue holds (still held and overdue by `now()`), freeing their
-/// seats; returns the freed seats' new versions.
-async fn expire_overdue(
-    txn: &DatabaseTransaction,
-    overdue: &HashSet<Uuid>,
-) -> Result<Vec<(i64, i64)>> {
-    let ids: Vec<Uuid> = overdue.iter().copied().collect();
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "WITH r AS (UPDATE reservations SET status = 'EXPIRED', version = version + 1, updated_at = now()
-                        WHERE id = ANY($1) AND status = 'HELD' AND expires_at <= now() RETURNING id)
-             UPDATE seats SET status = 'AVAILABLE', reservation_id = NULL, hold_expires_at = NULL,
-                              version = version + 1
-             WHERE reservation_id IN (SELECT id FROM r) AND status = 'HELD'
-             RETURNING id, version",
-            [ids.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<i64>("", "id")?,
-                r.try_get::<i64>("", "version")?,
-            ))
-        })
-        .collect()
 }
 
 /// Writes the whole plan in one statement: the reservations, their seats

@@ -5,6 +5,7 @@
 //! once, so every handler first looks for a stored outcome.
 
 pub mod backend;
+pub mod backlog;
 pub mod housekeeping;
 pub mod outcomes;
 pub mod producer;
@@ -88,11 +89,27 @@ pub struct PayJob {
     pub request_id: Option<String>,
 }
 
-/// Expire `reservation_id` if it is still held at its expiry time.
+/// Expire the holds still held at their expiry time. One job per reserve
+/// batch: its holds share the transaction's clock, so one expiry time, one
+/// queued task and one statement when it runs instead of one of each per hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireHoldJob {
-    pub reservation_id: Uuid,
+    /// The holds, all expiring at `expires_at`.
+    #[serde(default)]
+    pub reservation_ids: Vec<Uuid>,
+    /// The one hold of a task queued before expiries were batched; read, never written.
+    #[serde(default, skip_serializing)]
+    pub reservation_id: Option<Uuid>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl ExpireHoldJob {
+    /// Every hold this job expires, whichever version queued it.
+    pub fn holds(&self) -> Vec<Uuid> {
+        let mut ids = self.reservation_ids.clone();
+        ids.extend(self.reservation_id);
+        ids
+    }
 }
 
 /// A job's final result, stored in `job_outcomes` with the job's effect.

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{
     ExpireHoldJob, JobKind, PayJob, RechargeJob, ReserveJob,
     backend::{EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
+    backlog::BacklogGate,
     status::StatusStore,
 };
 use crate::{
@@ -48,6 +49,8 @@ pub struct JobProducer {
     expire: RedisStorage<ExpireHoldJob>,
     recharge: RedisStorage<RechargeJob>,
     pay: RedisStorage<PayJob>,
+    /// Sheds reserves past the backlog bound (the api's producer only).
+    reserve_gate: Option<BacklogGate>,
 }
 
 /// Checks an `Idempotency-Key` header value: 1–128 visible ASCII characters.
@@ -80,8 +83,16 @@ impl JobProducer {
             recharge: RedisStorage::new(redis.clone()).with_config(backend(RECHARGE_QUEUE)),
             pay: RedisStorage::new(redis.clone()).with_config(backend(PAY_QUEUE)),
             prefix: config.redis_prefix.clone(),
+            reserve_gate: None,
             redis,
         }
+    }
+
+    /// Sheds new reserves through `gate` (the api's front door; workers never shed).
+    #[must_use]
+    pub fn with_reserve_gate(mut self, gate: BacklogGate) -> Self {
+        self.reserve_gate = Some(gate);
+        self
     }
 
     /// The status store shared with the api's job endpoint.
@@ -194,6 +205,14 @@ impl JobProducer {
         if replayed && self.status.exists(job_id).await? {
             return Ok(Submitted { job_id, replayed });
         }
+        // After the replay check, so a retried request gets its job back even
+        // when new ones are shed. A shed keyed request leaves its key claimed
+        // without a job, which the next try of that key then pushes.
+        if kind == JobKind::Reserve
+            && let Some(gate) = &self.reserve_gate
+        {
+            gate.admit()?;
+        }
         let accepted_at = Utc::now();
         push(storage, build(job_id, accepted_at), job_id, None).await?;
         crate::ops::metrics::job_accepted(&self.prefix, kind);
@@ -210,19 +229,25 @@ impl JobProducer {
         Ok(Submitted { job_id, replayed })
     }
 
-    /// Schedules the expiry of a hold at `expires_at` (apalis runs it within ~1 s of that).
+    /// Schedules the expiry of holds that end at `expires_at` as one task
+    /// (apalis runs it within ~1 s of that). Its task id is derived from the
+    /// holds, so scheduling the same holds again (a redelivered job) is a no-op.
     pub async fn schedule_expiry(
         &self,
-        reservation_id: Uuid,
+        reservation_ids: &[Uuid],
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
+        let mut reservation_ids = reservation_ids.to_vec();
+        reservation_ids.sort_unstable();
+        let task_id = expiry_task_id(&reservation_ids);
         // Round up: a delayed task may run up to a second early; the handler waits out the rest.
         let at = u64::try_from(expires_at.timestamp()).unwrap_or_default() + 1;
         let job = ExpireHoldJob {
-            reservation_id,
+            reservation_ids,
+            reservation_id: None,
             expires_at,
         };
-        push(&self.expire, job, reservation_id, Some(at)).await
+        push(&self.expire, job, task_id, Some(at)).await
     }
 
     /// Claims the idempotency key (if any) and returns the job id and whether it was already claimed.
@@ -262,6 +287,18 @@ impl JobProducer {
             Some(_) => Err(Error::IdempotencyKeyReused),
             // Expired between the two calls: treat as fresh.
             None => Ok((job_id, false)),
+        }
+    }
+}
+
+/// One hold's expiry task keeps the hold's id (as before batching); a set's is
+/// a name-based UUID of its sorted ids.
+fn expiry_task_id(sorted_ids: &[Uuid]) -> Uuid {
+    match sorted_ids {
+        [one] => *one,
+        many => {
+            let bytes: Vec<u8> = many.iter().flat_map(|id| *id.as_bytes()).collect();
+            Uuid::new_v5(&KEY_NAMESPACE, &bytes)
         }
     }
 }
@@ -307,6 +344,30 @@ mod tests {
             idempotent_job_id(a, JobKind::Recharge, "k"),
             idempotent_job_id(a, JobKind::Pay, "k")
         );
+    }
+
+    #[test]
+    fn an_expiry_task_is_named_by_its_holds() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(expiry_task_id(&[a]), a);
+        assert_eq!(expiry_task_id(&[a, b]), expiry_task_id(&[a, b]));
+        assert_ne!(expiry_task_id(&[a, b]), expiry_task_id(&[a, c]));
+        assert_ne!(expiry_task_id(&[a, b]), a);
+    }
+
+    #[test]
+    fn an_expiry_queued_before_batching_still_names_its_hold() {
+        let id = Uuid::new_v4();
+        let old = format!(r#"{{"reservation_id":"{id}","expires_at":"2026-11-30T10:00:00Z"}}"#);
+        let job: ExpireHoldJob = serde_json::from_str(&old).unwrap();
+        assert_eq!(job.holds(), vec![id]);
+        let new = serde_json::to_value(ExpireHoldJob {
+            reservation_ids: vec![id],
+            reservation_id: None,
+            expires_at: job.expires_at,
+        })
+        .unwrap();
+        assert!(new.get("reservation_id").is_none(), "{new}");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub const RESERVE_BATCHES: &str = "concert_reserve_batches_total";
 pub const RESERVE_BATCHED_JOBS: &str = "concert_reserve_batched_jobs_total";
 /// `concert_reserve_batch_open_jobs`: jobs in this worker's batch transaction right now.
 pub const RESERVE_BATCH_OPEN: &str = "concert_reserve_batch_open_jobs";
+/// `concert_reserves_shed_total`: reserves answered 429 because the reserve
+/// backlog was at `RESERVE_BACKLOG_MAX`.
+pub const RESERVES_SHED: &str = "concert_reserves_shed_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -141,6 +144,10 @@ fn describe() {
         RESERVE_BATCH_OPEN,
         "Reserve jobs in this process's open batch transactions"
     );
+    describe_counter!(
+        RESERVES_SHED,
+        "Reserves refused with 429 because the reserve backlog was at its bound"
+    );
 }
 
 /// A reserve batch transaction of `jobs` jobs began.
@@ -188,6 +195,11 @@ pub fn job_accepted(prefix: &str, kind: crate::jobs::JobKind) {
     let kind = kind_label(kind);
     counter!(JOBS_ACCEPTED, "kind" => kind).increment(1);
     window::add(prefix, &format!("acc:{kind}"), 1);
+}
+
+/// A reserve was shed (429) because the reserve backlog was at its bound.
+pub fn reserve_shed() {
+    counter!(RESERVES_SHED).increment(1);
 }
 
 /// A delivery of a job began.

@@ -60,6 +60,10 @@ pub struct Config {
     pub reserve_batch_linger: Duration,
     /// Reserve batch transactions one worker keeps open at once.
     pub reserve_batches_in_flight: usize,
+    /// Reserve jobs waiting in the queue past which the api sheds new reserves
+    /// with 429 and `Retry-After` (0: never). Bounds how long an accepted
+    /// reserve waits for a worker, whatever the offered rate.
+    pub reserve_backlog_max: u64,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -160,6 +164,7 @@ impl Config {
                 0..=10_000,
             )?),
             reserve_batches_in_flight: r.parse_in("RESERVE_BATCHES_IN_FLIGHT", 1, 1..=64)?,
+            reserve_backlog_max: r.parse_in("RESERVE_BACKLOG_MAX", 5_000, 0..=100_000_000)?,
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })
@@ -212,6 +217,7 @@ impl fmt::Debug for Config {
             .field("queue_max_active", &self.queue_max_active)
             .field("queue_admit_per_second", &self.queue_admit_per_second)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("reserve_backlog_max", &self.reserve_backlog_max)
             .finish_non_exhaustive()
     }
 }
