@@ -4,8 +4,13 @@
 // are fans who reserve and then long-poll their job to its end, so that many
 // long-polls stay open through the overload. The runner then waits for the
 // queue to drain and checks every accepted job is final (non-final jobs).
+// Past RESERVE_BACKLOG_MAX waiting reserves the api sheds with 429 + Retry-After:
+// `reserves` only counts those; `pollers` wait the Retry-After (plus jitter) and
+// try the same seat again, as the web app does, so their end-to-end time
+// includes being told to come back.
 //   OVER_RATE (reserves/s, 3000), OVER_DURATION (20s), OVER_POLLERS (1000), OVER_FANS (2000)
 import exec from 'k6/execution';
+import { sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import { post, signUpMany, issueMany, createConcert, waitJob, summarize, trend, TREND_STATS } from './lib/common.js';
 
@@ -18,6 +23,8 @@ const acceptMs = new Trend('overload_accept_ms', true);
 const holdMs = new Trend('poller_end_to_end_ms', true);
 const accepted = new Counter('overload_accepted');
 const refused4xx = new Counter('overload_refused_4xx');
+const shed = new Counter('overload_shed');
+const shedMs = new Trend('overload_shed_ms', true);
 const server5xx = new Counter('server_errors');
 const pollerHolds = new Counter('poller_holds');
 const pollerUnfinished = new Counter('poller_unfinished');
@@ -54,7 +61,10 @@ function send(data, i) {
   const { token } = data.tokens[i % data.tokens.length];
   const r = post('/v1/reservations', { scheduleId: schedule, seatNumbers: [(i % 50) + 1] }, token, { name: 'reserve' });
   if (r.status >= 500) server5xx.add(1);
-  else if (r.status >= 400) refused4xx.add(1);
+  else if (r.status === 429) {
+    shed.add(1);
+    shedMs.add(r.timings.duration);
+  } else if (r.status >= 400) refused4xx.add(1);
   return r;
 }
 
@@ -70,7 +80,11 @@ export function reserve(data) {
 export function poll(data) {
   const i = exec.scenario.iterationInTest * 2 + 1;
   const started = Date.now();
-  const r = send(data, i);
+  let r = send(data, i);
+  for (let tries = 1; r.status === 429 && tries < 10; tries += 1) {
+    sleep(Number(r.headers['Retry-After'] || 1) + Math.random() * 0.5);
+    r = send(data, i);
+  }
   if (r.status !== 202) return;
   accepted.add(1);
   acceptMs.add(r.timings.duration);
@@ -89,6 +103,8 @@ export function handleSummary(data) {
     pollers: POLLERS,
     accepted: m.overload_accepted ? m.overload_accepted.values.count : 0,
     refused_4xx: m.overload_refused_4xx ? m.overload_refused_4xx.values.count : 0,
+    shed_429: m.overload_shed ? m.overload_shed.values.count : 0,
+    shed_ms: trend(m, 'overload_shed_ms'),
     server_errors: m.server_errors ? m.server_errors.values.count : 0,
     accept_ms: trend(m, 'overload_accept_ms'),
     poller_end_to_end_ms: trend(m, 'poller_end_to_end_ms'),

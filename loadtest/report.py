@@ -36,7 +36,8 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
                f"end-to-end {ms(s.get('hold_end_to_end_ms'))}; failed {s.get('holds_failed')}")
     elif name == "overload":
         key = (f"offered {s.get('offered_per_second')} reserves/s + {s.get('pollers')} long-polling fans: {s.get('accepted')} accepted, "
-               f"{s.get('refused_4xx')} refused 4xx, {s.get('server_errors')} 5xx ({s.get('iterations_dropped')} dropped by k6); "
+               f"{s.get('shed_429', 0)} shed 429 (answered {ms(s.get('shed_ms'))}), "
+               f"{s.get('refused_4xx')} other 4xx, {s.get('server_errors')} 5xx ({s.get('iterations_dropped')} dropped by k6); "
                f"accept {ms(s.get('accept_ms'))}; pollers' end-to-end {ms(s.get('poller_end_to_end_ms'))}, "
                f"{s.get('poller_holds')} held, {s.get('poller_unfinished')} unfinished after 60 s")
     elif name == "waiting-room":

@@ -24,7 +24,7 @@ use poem_openapi::OpenApiService;
 pub use endpoints::Apis;
 pub use http::state::AppState;
 
-use http::{job_watch, json_body, path_params, problem, request_id, schedule_cache};
+use http::{job_watch, json_body, path_params, problem, request_id, schedule_cache, shed};
 
 /// The OpenAPI service with every endpoint group.
 pub fn openapi() -> OpenApiService<Apis, ()> {
@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             }
         })
         .with(CatchPanic::new().with_handler(|_| problem::Problem::internal().into_response()))
+        .around(shed::shed_reserves)
         .data(body_limit)
         .data(state)
         .with(request_id::RequestIdMiddleware)
@@ -87,9 +88,8 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let db = domain::platform::db::connect_lazy(&config).await?;
     let redis = domain::platform::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
-    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config).with_reserve_gate(
-        domain::jobs::backlog::BacklogGate::start(redis.clone(), &config),
-    );
+    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config);
+    let reserve_gate = domain::jobs::backlog::BacklogGate::start(redis.clone(), &config);
     let watcher =
         job_watch::JobWatcher::start(config.redis_url.clone(), jobs.status().done_channel());
     Ok(AppState {
@@ -99,6 +99,7 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
         identity,
         waiting_room,
         jobs,
+        reserve_gate,
         watcher,
         schedules: schedule_cache::ScheduleWindows::default(),
     })

@@ -12,4 +12,5 @@ pub mod path_params;
 pub mod problem;
 pub mod request_id;
 pub mod schedule_cache;
+pub mod shed;
 pub mod state;

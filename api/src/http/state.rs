@@ -19,6 +19,8 @@ pub struct AppState {
     pub identity: Identity,
     pub waiting_room: WaitingRoom,
     pub jobs: JobProducer,
+    /// Sheds reserves past `RESERVE_BACKLOG_MAX` (`http::shed`).
+    pub reserve_gate: domain::jobs::backlog::BacklogGate,
     pub watcher: crate::http::job_watch::JobWatcher,
     pub schedules: crate::http::schedule_cache::ScheduleWindows,
 }

@@ -18,7 +18,6 @@ use uuid::Uuid;
 use super::{
     ExpireHoldJob, JobKind, PayJob, RechargeJob, ReserveJob,
     backend::{EXPIRE_QUEUE, PAY_QUEUE, RECHARGE_QUEUE, RESERVE_QUEUE},
-    backlog::BacklogGate,
     status::StatusStore,
 };
 use crate::{
@@ -49,8 +48,6 @@ pub struct JobProducer {
     expire: RedisStorage<ExpireHoldJob>,
     recharge: RedisStorage<RechargeJob>,
     pay: RedisStorage<PayJob>,
-    /// Sheds reserves past the backlog bound (the api's producer only).
-    reserve_gate: Option<BacklogGate>,
 }
 
 /// Checks an `Idempotency-Key` header value: 1–128 visible ASCII characters.
@@ -83,16 +80,8 @@ impl JobProducer {
             recharge: RedisStorage::new(redis.clone()).with_config(backend(RECHARGE_QUEUE)),
             pay: RedisStorage::new(redis.clone()).with_config(backend(PAY_QUEUE)),
             prefix: config.redis_prefix.clone(),
-            reserve_gate: None,
             redis,
         }
-    }
-
-    /// Sheds new reserves through `gate` (the api's front door; workers never shed).
-    #[must_use]
-    pub fn with_reserve_gate(mut self, gate: BacklogGate) -> Self {
-        self.reserve_gate = Some(gate);
-        self
     }
 
     /// The status store shared with the api's job endpoint.
@@ -204,14 +193,6 @@ impl JobProducer {
         let (job_id, replayed) = self.claim(kind, user_id, body, idempotency_key).await?;
         if replayed && self.status.exists(job_id).await? {
             return Ok(Submitted { job_id, replayed });
-        }
-        // After the replay check, so a retried request gets its job back even
-        // when new ones are shed. A shed keyed request leaves its key claimed
-        // without a job, which the next try of that key then pushes.
-        if kind == JobKind::Reserve
-            && let Some(gate) = &self.reserve_gate
-        {
-            gate.admit()?;
         }
         let accepted_at = Utc::now();
         push(storage, build(job_id, accepted_at), job_id, None).await?;
