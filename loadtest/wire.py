@@ -63,6 +63,10 @@ def main():
             pending.setdefault(sport, []).append((t, endpoint(line)))
         elif sport == port and payload.startswith(b"HTTP/1.") and pending.get(dport):
             start, name = pending[dport].pop(0)
+            # Refusals apart from the rest (e.g. a shed reserve's 429 vs a 202).
+            status = payload[9:12].decode("latin-1")
+            if not status.startswith("2"):
+                name = f"{name} → {status}"
             latencies.setdefault(name, []).append((t - start) * 1000)
     out = {}
     for name, values in sorted(latencies.items(), key=lambda kv: -len(kv[1])):

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_schema::Migration),
             Box::new(m20261130_000001_seat_limit_index::Migration),
             Box::new(m20261130_000002_outcomes_outlive_users::Migration),
+            Box::new(m20261130_000003_seats_fillfactor::Migration),
         ]
     }
 }
@@ -54,6 +55,7 @@ async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
 mod m20261122_000001_schema;
 mod m20261130_000001_seat_limit_index;
 mod m20261130_000002_outcomes_outlive_users;
+mod m20261130_000003_seats_fillfactor;
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +73,7 @@ mod tests {
                 "m20261122_000001_schema",
                 "m20261130_000001_seat_limit_index",
                 "m20261130_000002_outcomes_outlive_users",
+                "m20261130_000003_seats_fillfactor",
             ]
         );
     }
