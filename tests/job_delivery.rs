@@ -110,10 +110,29 @@ async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
         let db = app.db.clone();
         async move { s.get(&db, id).await.unwrap().phase }
     };
+    // QUEUED is written only for a task that is in its queue.
     store
         .mark_queued(id, JobKind::Reserve, user, at)
         .await
         .unwrap();
+    assert!(
+        !store.exists(id).await.unwrap(),
+        "no task, no QUEUED status"
+    );
+    let mut job = common::reserve_job(user, 1, &[1]);
+    job.job_id = id;
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{}_reserve:data", app.redis_prefix()))
+        .arg(id.to_string())
+        .arg(serde_json::to_string(&job).unwrap())
+        .query_async(&mut redis.clone())
+        .await
+        .unwrap();
+    store
+        .mark_queued(id, JobKind::Reserve, user, at)
+        .await
+        .unwrap();
+    assert!(store.exists(id).await.unwrap());
     assert_eq!(phase(&store).await, Phase::Queued);
     store
         .start_delivery(id, JobKind::Reserve, user, at)

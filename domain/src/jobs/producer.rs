@@ -195,16 +195,20 @@ impl JobProducer {
             return Ok(Submitted { job_id, replayed });
         }
         let accepted_at = Utc::now();
-        push(storage, build(job_id, accepted_at), job_id, None).await?;
+        // The push and the QUEUED status go out together on the multiplexed
+        // connection: one round trip, and one AOF fsync to wait for instead of
+        // two. The status script writes only if the task is there, so it can
+        // never claim a job the push did not queue.
+        let (pushed, marked) = tokio::join!(
+            push(storage, build(job_id, accepted_at), job_id, None),
+            self.status.mark_queued(job_id, kind, user_id, accepted_at)
+        );
+        pushed?;
         crate::ops::metrics::job_accepted(&self.prefix, kind);
         // Once pushed, the job is accepted: a failed status write must not turn
         // into a 503 that invites a retry (a second recharge without a key). The
         // status reads fall back to the queued task itself (`StatusStore::get`).
-        if let Err(error) = self
-            .status
-            .mark_queued(job_id, kind, user_id, accepted_at)
-            .await
-        {
+        if let Err(error) = marked {
             tracing::warn!(%error, job.id = %job_id, "job queued, but its QUEUED status was not recorded");
         }
         Ok(Submitted { job_id, replayed })

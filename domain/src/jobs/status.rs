@@ -65,7 +65,8 @@ pub struct StatusStore {
 }
 
 const MARK: &str = r"
--- KEYS[1] status hash, KEYS[2] the job's delivery counter
+-- KEYS[1] status hash, KEYS[2] the job's delivery counter, KEYS[3] the task
+-- data hash of the job's queue
 -- ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message,
 --       done channel, job id
 -- Returns {written (1/0), deliveries so far (RUNNING counts one; else 0)}. One
@@ -73,6 +74,11 @@ const MARK: &str = r"
 -- replaces a final one, and a final write drops the counter (a late
 -- redelivery replays the stored outcome) and announces the job to long-polls.
 local final = ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED'
+-- QUEUED is sent beside the push, not after it: only a queued task earns it
+-- (a status without a task would make a replayed key skip the push).
+if ARGV[1] == 'QUEUED' and redis.call('HEXISTS', KEYS[3], ARGV[11]) == 0 then
+  return {0, 0}
+end
 local deliveries = 0
 if ARGV[1] == 'RUNNING' then
   deliveries = redis.call('INCR', KEYS[2])
@@ -117,12 +123,23 @@ impl StatusStore {
         format!("{}:job:{job_id}", self.prefix)
     }
 
+    /// The apalis-redis hash holding the queued tasks of `kind`'s queue.
+    fn task_data_key(&self, kind: JobKind) -> String {
+        let queue = backend::CLIENT_QUEUES
+            .iter()
+            .find_map(|(k, q)| (*k == kind).then_some(*q))
+            .unwrap_or(backend::RESERVE_QUEUE);
+        format!("{}:data", backend::queue_name(&self.prefix, queue))
+    }
+
     /// The pub/sub channel on which final job ids are announced.
     pub fn done_channel(&self) -> String {
         format!("{}:jobs:done", self.prefix)
     }
 
-    /// Records `QUEUED` unless the job already has a status (a fast worker wins).
+    /// Records `QUEUED` unless the job already has a status (a fast worker
+    /// wins) or its task is not in its queue (sent beside the push, it may
+    /// arrive first: the status reads then fall back to the task).
     pub async fn mark_queued(
         &self,
         job_id: Uuid,
@@ -189,6 +206,7 @@ impl StatusStore {
         let (changed, deliveries): (i64, u64) = MARK_SCRIPT
             .key(&key)
             .key(format!("{key}:deliveries"))
+            .key(self.task_data_key(kind))
             .arg(phase)
             .arg(Utc::now().timestamp_millis())
             .arg(self.ttl_seconds)
