@@ -32,7 +32,6 @@ pub struct JobContext {
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
     pub status: StatusStore,
-    pub producer: JobProducer,
     pub waiting_room: WaitingRoom,
     /// Settles reserve jobs in batches.
     pub reserver: crate::batcher::ReserveBatcher,
@@ -43,7 +42,6 @@ impl JobContext {
     pub fn new(db: DatabaseConnection, redis: ConnectionManager, config: &Config) -> Self {
         Self {
             status: StatusStore::new(redis.clone(), config),
-            producer: JobProducer::new(redis.clone(), config),
             waiting_room: WaitingRoom::new(redis.clone(), config),
             reserver: crate::batcher::ReserveBatcher::start(
                 db.clone(),
