@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fan, TestApp, eventually, problem};
+use common::{TestApp, eventually, problem};
 
 /// Reserve jobs waiting: apalis-redis parks a new task in the queue's
 /// scheduled set (due now) until a worker's fetch moves it to the active list.
@@ -37,10 +37,7 @@ async fn reserves_past_the_backlog_bound_are_shed_with_429_and_taken_again_once_
     let schedule = app.open_concert(1, 10_000).await["schedules"][0]["scheduleId"]
         .as_i64()
         .unwrap();
-    let mut fans: Vec<Fan> = Vec::new();
-    for _ in 0..12 {
-        fans.push(app.active_fan().await);
-    }
+    let fans = app.active_fans(12).await;
     let mut accepted = Vec::new();
     for (seat, fan) in (1..=3).zip(&fans) {
         let key = format!("k{seat}");

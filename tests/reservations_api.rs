@@ -16,10 +16,6 @@ async fn first_schedule(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-async fn fans(app: &TestApp, n: usize) -> Vec<Fan> {
-    join_all((0..n).map(|_| app.active_fan())).await
-}
-
 async fn seat_status(app: &TestApp, fan: &Fan, schedule: i64, number: usize) -> String {
     let seats: Value = app
         .get_as(&fan.token, &format!("/v1/schedules/{schedule}/seats"))
@@ -89,7 +85,7 @@ async fn a_thousand_concurrent_reserves_of_one_seat_make_exactly_one_hold() {
         .spawn()
         .await;
     let schedule = first_schedule(&app).await;
-    let fans = fans(&app, 100).await;
+    let fans = app.active_fans(100).await;
     let requests = (0..1000).map(|i| {
         let (app, fan) = (&app, &fans[i % fans.len()]);
         async move {
@@ -128,7 +124,7 @@ async fn overlapping_multi_seat_requests_never_hold_partially_or_twice() {
         .spawn()
         .await;
     let schedule = first_schedule(&app).await;
-    let fans = fans(&app, 6).await;
+    let fans = app.active_fans(6).await;
     for round in 0..12_i64 {
         let a = round * 4 + 1;
         let wanted = [[a, a + 1], [a + 1, a + 2], [a + 2, a + 3]];
@@ -232,7 +228,7 @@ async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
         .spawn()
         .await;
     let schedule = first_schedule(&app).await;
-    let fans = fans(&app, 4).await;
+    let fans = app.active_fans(4).await;
     let app = &app;
     let jobs = join_all(fans.iter().zip(21..).map(|(fan, seat)| async move {
         let id = TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await;

@@ -276,6 +276,11 @@ impl TestApp {
         }
     }
 
+    /// `n` fans holding ACTIVE tokens, signed up concurrently.
+    pub async fn active_fans(&self, n: usize) -> Vec<Fan> {
+        futures::future::join_all((0..n).map(|_| self.active_fan())).await
+    }
+
     /// POSTs a reserve request as `fan`, optionally with an idempotency key.
     pub async fn reserve(
         &self,

@@ -22,10 +22,19 @@ pub const PAY_QUEUE: &str = "pay";
 pub const ALL_QUEUES: [&str; 4] = [RESERVE_QUEUE, EXPIRE_QUEUE, RECHARGE_QUEUE, PAY_QUEUE];
 /// The queues of client-visible jobs, by kind.
 pub const CLIENT_QUEUES: [(JobKind, &str); 3] = [
-    (JobKind::Reserve, RESERVE_QUEUE),
-    (JobKind::Recharge, RECHARGE_QUEUE),
-    (JobKind::Pay, PAY_QUEUE),
+    (JobKind::Reserve, queue_of(JobKind::Reserve)),
+    (JobKind::Recharge, queue_of(JobKind::Recharge)),
+    (JobKind::Pay, queue_of(JobKind::Pay)),
 ];
+
+/// The queue a client-visible job of `kind` goes to.
+pub const fn queue_of(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Reserve => RESERVE_QUEUE,
+        JobKind::Recharge => RECHARGE_QUEUE,
+        JobKind::Pay => PAY_QUEUE,
+    }
+}
 
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the

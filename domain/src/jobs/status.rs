@@ -125,11 +125,8 @@ impl StatusStore {
 
     /// The apalis-redis hash holding the queued tasks of `kind`'s queue.
     fn task_data_key(&self, kind: JobKind) -> String {
-        let queue = backend::CLIENT_QUEUES
-            .iter()
-            .find_map(|(k, q)| (*k == kind).then_some(*q))
-            .unwrap_or(backend::RESERVE_QUEUE);
-        format!("{}:data", backend::queue_name(&self.prefix, queue))
+        let queue = backend::queue_name(&self.prefix, backend::queue_of(kind));
+        format!("{queue}:data")
     }
 
     /// The pub/sub channel on which final job ids are announced.
