@@ -21,6 +21,26 @@ pub enum Error {
     /// `retry_after` seconds. Nothing was queued.
     #[error("{backlog} reservations are waiting; retry in {retry_after} s")]
     Busy { backlog: u64, retry_after: u64 },
+    /// The caller already has `limit` non-final jobs of this kind (429): one
+    /// must finish before another is queued. Nothing was queued.
+    #[error(
+        "{in_flight} {kind} jobs of this user are not final yet (at most {limit}); retry in {retry_after} s"
+    )]
+    TooManyJobs {
+        kind: &'static str,
+        in_flight: u64,
+        limit: u64,
+        retry_after: u64,
+    },
+    /// The caller already holds `limit` open long-polls (429).
+    #[error("{limit} long-polls of this user are already open; retry in {retry_after} s")]
+    TooManyLongPolls { limit: u64, retry_after: u64 },
+    /// Too many requests of this kind from one client address (429).
+    #[error("too many {what} from this address; retry in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u64,
+    },
     /// The job queue refused a push (503).
     #[error("queue error: {0}")]
     Queue(String),

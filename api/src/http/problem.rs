@@ -157,6 +157,40 @@ impl From<domain::Error> for Problem {
                     ),
                 )
             },
+            E::TooManyJobs {
+                kind,
+                in_flight,
+                limit,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOO_MANY_JOBS",
+                    format!(
+                        "you have {in_flight} {kind} jobs that are not final yet (at most {limit}); nothing was queued, retry in {retry_after} s"
+                    ),
+                )
+            },
+            E::TooManyLongPolls { limit, retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOO_MANY_LONG_POLLS",
+                    format!(
+                        "you already hold {limit} open long-polls; wait for one to end (or poll without waitSeconds), retry in {retry_after} s"
+                    ),
+                )
+                .with_field("waitSeconds")
+            },
+            E::RateLimited { what, retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    format!("too many {what} from this address; retry in {retry_after} s"),
+                )
+            },
             E::Contention => Self::unavailable(),
             E::Queue(e) => {
                 tracing::error!(error = %e, "queue push failed");
@@ -225,7 +259,7 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (415, "Body is not JSON"),
     (
         429,
-        "Too busy: nothing was queued; retry after `Retry-After` seconds (`BUSY`, reserves past the backlog bound)",
+        "Too many requests: nothing was queued or written; retry after `Retry-After` seconds (`BUSY`: the queue's backlog is at its bound; `TOO_MANY_JOBS`: the caller's non-final jobs of this kind are at `USER_JOBS_IN_FLIGHT`; `TOO_MANY_LONG_POLLS`: the caller's open long-polls are at `USER_LONG_POLLS_MAX`; `RATE_LIMITED`: sign-ups or token mints from this address are at `SIGNUP_PER_MINUTE_PER_ADDRESS`)",
     ),
     (500, "Internal error (logged)"),
     (503, "A backing service is unavailable"),

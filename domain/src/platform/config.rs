@@ -64,6 +64,22 @@ pub struct Config {
     /// with 429 and `Retry-After` (0: never). Bounds how long an accepted
     /// reserve waits for a worker, whatever the offered rate.
     pub reserve_backlog_max: u64,
+    /// Recharge jobs waiting past which the api sheds new recharges (0: never).
+    pub recharge_backlog_max: u64,
+    /// Pay jobs waiting past which the api sheds new payments (0: never).
+    pub pay_backlog_max: u64,
+    /// Most non-final jobs one user may have of one kind (0: no bound): one
+    /// fan's loop then takes at most this many places in a queue.
+    pub user_jobs_in_flight: u64,
+    /// Most concurrent long-polls (`waitSeconds`) of one user (0: no bound).
+    pub user_long_polls_max: u64,
+    /// Sign-ups and access-token mints per client address per minute (0: no bound).
+    pub signup_per_minute_per_address: u64,
+    /// Header a proxy the operator runs sets to the client's address (e.g.
+    /// `X-Forwarded-For`); `None`: the socket's peer is the client.
+    pub trusted_proxy_header: Option<String>,
+    /// Where the api serves `GET /metrics`; `None` (`API_METRICS_ADDR=off`): not served.
+    pub api_metrics_addr: Option<String>,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -165,6 +181,20 @@ impl Config {
             )?),
             reserve_batches_in_flight: r.parse_in("RESERVE_BATCHES_IN_FLIGHT", 1, 1..=64)?,
             reserve_backlog_max: r.parse_in("RESERVE_BACKLOG_MAX", 5_000, 0..=100_000_000)?,
+            recharge_backlog_max: r.parse_in("RECHARGE_BACKLOG_MAX", 5_000, 0..=100_000_000)?,
+            pay_backlog_max: r.parse_in("PAY_BACKLOG_MAX", 5_000, 0..=100_000_000)?,
+            user_jobs_in_flight: r.parse_in("USER_JOBS_IN_FLIGHT", 8, 0..=1_000_000)?,
+            user_long_polls_max: r.parse_in("USER_LONG_POLLS_MAX", 16, 0..=1_000_000)?,
+            signup_per_minute_per_address: r.parse_in(
+                "SIGNUP_PER_MINUTE_PER_ADDRESS",
+                30,
+                0..=100_000_000,
+            )?,
+            trusted_proxy_header: r
+                .raw("TRUSTED_PROXY_HEADER")
+                .filter(|h| !h.trim().is_empty()),
+            api_metrics_addr: Some(r.string("API_METRICS_ADDR", "127.0.0.1:9463"))
+                .filter(|a| !a.eq_ignore_ascii_case("off")),
             shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECONDS", 30)?,
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
         })
