@@ -82,10 +82,12 @@ async fn a_thousand_concurrent_reserves_of_one_seat_make_exactly_one_hold() {
     let app = TestApp::builder()
         .workers(2)
         .env("DATABASE_MAX_CONNECTIONS", "16")
+        .env("QUEUE_ADMIT_PER_SECOND", "1000")
         .spawn()
         .await;
     let schedule = first_schedule(&app).await;
-    let fans = app.active_fans(100).await;
+    // 125 fans × 8 reserves: each fan at its USER_JOBS_IN_FLIGHT bound, none past it.
+    let fans = app.active_fans(125).await;
     let requests = (0..1000).map(|i| {
         let (app, fan) = (&app, &fans[i % fans.len()]);
         async move {
@@ -486,7 +488,11 @@ async fn bad_reserve_requests_are_refused_before_anything_is_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_leave_no_waiter_behind_whatever_their_answer() {
     // No workers: the fan's job stays QUEUED, so its long-polls time out.
-    let app = TestApp::spawn().await;
+    // 200 at once of one fan: the per-user long-poll bound is lifted here.
+    let app = TestApp::builder()
+        .env("USER_LONG_POLLS_MAX", "0")
+        .spawn()
+        .await;
     let schedule = first_schedule(&app).await;
     let (fan, other) = (app.active_fan().await, app.active_fan().await);
     let job = TestApp::accepted_job(app.reserve(&fan, schedule, &[1], None).await).await;

@@ -74,7 +74,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             }
         })
         .with(CatchPanic::new().with_handler(|_| problem::Problem::internal().into_response()))
-        .around(shed::shed_reserves)
+        .around(shed::shed_enqueues)
         .data(body_limit)
         .data(state)
         .with(request_id::RequestIdMiddleware)
@@ -88,8 +88,9 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
     let db = domain::platform::db::connect_lazy(&config).await?;
     let redis = domain::platform::redis_conn::connect_lazy(&config)?;
     let waiting_room = domain::waiting_room::WaitingRoom::new(redis.clone(), &config);
-    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), &config);
-    let reserve_gate = domain::jobs::backlog::BacklogGate::start(redis.clone(), &config);
+    let jobs = domain::jobs::producer::JobProducer::new(redis.clone(), db.clone(), &config);
+    let backlog_gate = domain::jobs::backlog::BacklogGate::start(redis.clone(), &config);
+    let long_polls = domain::jobs::long_polls::LongPolls::new(redis.clone(), &config);
     let watcher =
         job_watch::JobWatcher::start(config.redis_url.clone(), jobs.status().done_channel());
     Ok(AppState {
@@ -99,7 +100,8 @@ pub async fn state_from_config(config: Config) -> anyhow::Result<AppState> {
         identity,
         waiting_room,
         jobs,
-        reserve_gate,
+        backlog_gate,
+        long_polls,
         watcher,
         schedules: schedule_cache::ScheduleWindows::default(),
     })

@@ -17,10 +17,14 @@ pub enum Error {
     /// Optimistic retries ran out; the job goes back to the queue.
     #[error("the row stayed contended through every optimistic attempt")]
     Contention,
-    /// Too many reserves are already waiting for a worker (429): come back in
-    /// `retry_after` seconds. Nothing was queued.
-    #[error("{backlog} reservations are waiting; retry in {retry_after} s")]
-    Busy { backlog: u64, retry_after: u64 },
+    /// Too many jobs of this kind are already waiting for a worker (429): come
+    /// back in `retry_after` seconds. Nothing was queued.
+    #[error("{backlog} {kind} jobs are waiting; retry in {retry_after} s")]
+    Busy {
+        kind: &'static str,
+        backlog: u64,
+        retry_after: u64,
+    },
     /// The caller already has `limit` non-final jobs of this kind (429): one
     /// must finish before another is queued. Nothing was queued.
     #[error(

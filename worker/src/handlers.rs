@@ -45,7 +45,7 @@ impl JobContext {
             waiting_room: WaitingRoom::new(redis.clone(), config),
             reserver: crate::batcher::ReserveBatcher::start(
                 db.clone(),
-                JobProducer::new(redis.clone(), config),
+                JobProducer::new(redis.clone(), db.clone(), config),
                 domain::booking::HoldPolicy::from_config(config),
                 crate::batcher::BatchShape::from_config(config),
             ),

@@ -90,8 +90,10 @@ pub struct JobsApi;
 impl JobsApi {
     /// Your job's status (another user's job reads as not found). With
     /// `waitSeconds` (0–30) the answer waits until the job is final or the time
-    /// is up, so clients need not poll in a loop. Send your access token, or the
-    /// queue token you reserved with (it ends when you pay; the access token does not).
+    /// is up, so clients need not poll in a loop; one user holds at most
+    /// `USER_LONG_POLLS_MAX` (16) waiting polls at once, beyond that 429
+    /// `TOO_MANY_LONG_POLLS`. Send your access token, or the queue token you
+    /// reserved with (it ends when you pay; the access token does not).
     #[oai(path = "/v1/jobs/:jobId", method = "get")]
     async fn get(
         &self,
@@ -114,6 +116,13 @@ impl JobsApi {
         if status.user_id != Some(reader) {
             return Err(Problem::not_found("job", id));
         }
+        // Only a poll that is going to wait takes one of its user's places.
+        let _place = match watch {
+            Some(_) if !status.phase.is_final() => {
+                Some(Box::pin(state.long_polls.acquire(reader, wait)).await?)
+            }
+            _ => None,
+        };
         while let Some(watch) = watch.as_mut() {
             let now = Instant::now();
             if status.phase.is_final() || now >= deadline {

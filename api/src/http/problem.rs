@@ -145,6 +145,7 @@ impl From<domain::Error> for Problem {
             )
             .with_field("Idempotency-Key"),
             E::Busy {
+                kind,
                 backlog,
                 retry_after,
             } => Self {
@@ -153,7 +154,7 @@ impl From<domain::Error> for Problem {
                     StatusCode::TOO_MANY_REQUESTS,
                     "BUSY",
                     format!(
-                        "{backlog} reservations are waiting for a worker; nothing was queued, retry in {retry_after} s"
+                        "{backlog} {kind} jobs are waiting for a worker; nothing was queued, retry in {retry_after} s"
                     ),
                 )
             },

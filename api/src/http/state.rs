@@ -19,8 +19,10 @@ pub struct AppState {
     pub identity: Identity,
     pub waiting_room: WaitingRoom,
     pub jobs: JobProducer,
-    /// Sheds reserves past `RESERVE_BACKLOG_MAX` (`http::shed`).
-    pub reserve_gate: domain::jobs::backlog::BacklogGate,
+    /// Sheds enqueueing requests past their queue's `…_BACKLOG_MAX` (`http::shed`).
+    pub backlog_gate: domain::jobs::backlog::BacklogGate,
+    /// Bounds each user's open long-polls (`USER_LONG_POLLS_MAX`).
+    pub long_polls: domain::jobs::long_polls::LongPolls,
     pub watcher: crate::http::job_watch::JobWatcher,
     pub schedules: crate::http::schedule_cache::ScheduleWindows,
 }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod backlog;
 pub mod housekeeping;
+pub mod long_polls;
 pub mod outcomes;
 pub mod producer;
 pub mod status;

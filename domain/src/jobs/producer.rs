@@ -4,13 +4,21 @@
 //! `Idempotency-Key` the id is derived from (user, operation, key), so two
 //! concurrent submissions of one key get one id, apalis ignores the second push
 //! and PostgreSQL's per-job uniqueness makes any redelivery a no-op.
+//!
+//! Before anything is queued, one script ([`ADMIT`]) claims the key and counts
+//! the job against its user's bound: at most `USER_JOBS_IN_FLIGHT` non-final
+//! jobs per user and kind, held in a sorted set per (user, kind) that the
+//! worker's final status write empties (`status::MARK`). So one client's loop
+//! takes at most that many places in a queue, whatever it sends, and the
+//! backlog bound (`backlog`) is left for everybody else.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -28,6 +36,47 @@ use crate::{
 /// How long an idempotency key is remembered (the spec asks for at least 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(25 * 3600);
 
+/// How long a job counts against its user's in-flight bound at most. A job's
+/// final status removes it at once; this only forgets an entry whose job was
+/// never pushed (an api that died between the count and the push), so a lost
+/// entry costs its user one place for this long, not for good.
+pub const IN_FLIGHT_HORIZON: Duration = Duration::from_secs(15 * 60);
+
+/// `Retry-After` of a request over its user's in-flight bound: a job usually
+/// settles within a second, and each final one frees a place.
+const IN_FLIGHT_RETRY_AFTER: u64 = 1;
+
+/// Claims an idempotency key and counts a job against its user's bound, in
+/// one step on Redis' clock, so concurrent requests of one user on any number
+/// of api processes can never pass the bound together.
+const ADMIT: &str = r"
+-- KEYS[1] the user's in-flight set of this kind; KEYS[2] the idempotency key (keyed requests only)
+-- ARGV: job id, limit (0: none), horizon ms, fingerprint, key ttl s
+-- Returns {0} admitted, {1} a replay of an admitted key, {2} the key was used
+-- with another request, {3, in flight} over the bound (nothing written).
+if KEYS[2] then
+  local stored = redis.call('GET', KEYS[2])
+  if stored == ARGV[4] then return {1} end
+  if stored then return {2} end
+end
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local horizon = tonumber(ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= limit then return {3, n} end
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], horizon)
+end
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
+return {0}
+";
+
+/// Built once: `Script::new` hashes the source, and every accept runs it.
+static ADMIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADMIT));
+
 const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_8a4b_4f5e_9c2d_7b1a_3e5f_0a11);
 
 /// An accepted submission.
@@ -42,7 +91,11 @@ pub struct Submitted {
 #[derive(Clone, Debug)]
 pub struct JobProducer {
     redis: ConnectionManager,
+    /// Read only to answer a keyed replay whose Redis traces have expired.
+    db: DatabaseConnection,
     prefix: String,
+    /// `USER_JOBS_IN_FLIGHT` (0: no bound).
+    in_flight_limit: u64,
     status: StatusStore,
     reserve: RedisStorage<ReserveJob>,
     expire: RedisStorage<ExpireHoldJob>,
@@ -71,7 +124,7 @@ pub fn idempotent_job_id(user: Uuid, kind: JobKind, key: &str) -> Uuid {
 
 impl JobProducer {
     /// Producers for every queue of the stack configured by `config`.
-    pub fn new(redis: ConnectionManager, config: &Config) -> Self {
+    pub fn new(redis: ConnectionManager, db: DatabaseConnection, config: &Config) -> Self {
         let backend = |q| super::backend::backend_config(config, q);
         Self {
             status: StatusStore::new(redis.clone(), config),
@@ -80,7 +133,9 @@ impl JobProducer {
             recharge: RedisStorage::new(redis.clone()).with_config(backend(RECHARGE_QUEUE)),
             pay: RedisStorage::new(redis.clone()).with_config(backend(PAY_QUEUE)),
             prefix: config.redis_prefix.clone(),
+            in_flight_limit: config.user_jobs_in_flight,
             redis,
+            db,
         }
     }
 
@@ -190,8 +245,8 @@ impl JobProducer {
         RedisStorage<J>: TaskSink<J, K>,
         <RedisStorage<J> as apalis::prelude::Backend>::Error: std::fmt::Display,
     {
-        let (job_id, replayed) = self.claim(kind, user_id, body, idempotency_key).await?;
-        if replayed && self.status.exists(job_id).await? {
+        let (job_id, replayed) = self.admit(kind, user_id, body, idempotency_key).await?;
+        if replayed && self.known(kind, job_id).await? {
             return Ok(Submitted { job_id, replayed });
         }
         let accepted_at = Utc::now();
@@ -203,7 +258,14 @@ impl JobProducer {
             push(storage, build(job_id, accepted_at), job_id, None),
             self.status.mark_queued(job_id, kind, user_id, accepted_at)
         );
-        pushed?;
+        if let Err(error) = pushed {
+            // Nothing was queued: give back the place and the key, so the
+            // client's retry is judged afresh.
+            if !replayed {
+                self.release(kind, user_id, job_id, idempotency_key).await;
+            }
+            return Err(error);
+        }
         crate::ops::metrics::job_accepted(&self.prefix, kind);
         // Once pushed, the job is accepted: a failed status write must not turn
         // into a 503 that invites a retry (a second recharge without a key). The
@@ -212,6 +274,32 @@ impl JobProducer {
             tracing::warn!(%error, job.id = %job_id, "job queued, but its QUEUED status was not recorded");
         }
         Ok(Submitted { job_id, replayed })
+    }
+
+    /// True when a replayed key's job was queued before: Redis still holds its
+    /// status or its task, or PostgreSQL its outcome (the key outlives both
+    /// Redis traces). False only when the first submission never got its job
+    /// queued, and then the replay queues it — never a second run.
+    async fn known(&self, kind: JobKind, job_id: Uuid) -> Result<bool> {
+        if self.status.traces(kind, job_id).await? {
+            return Ok(true);
+        }
+        Ok(super::outcomes::find(&self.db, job_id).await?.is_some())
+    }
+
+    /// Best effort after a failed push: the push's error is what the client hears.
+    async fn release(&self, kind: JobKind, user: Uuid, job_id: Uuid, key: Option<&str>) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM")
+            .arg(in_flight_key(&self.prefix, kind, user))
+            .arg(job_id.to_string())
+            .ignore();
+        if key.is_some() {
+            pipe.cmd("DEL").arg(self.idempotency_key(job_id)).ignore();
+        }
+        if let Err(error) = pipe.query_async::<()>(&mut self.redis.clone()).await {
+            tracing::warn!(%error, job.id = %job_id, "could not release a job that was not queued");
+        }
     }
 
     /// Schedules the expiry of holds that end at `expires_at` as one task
@@ -235,45 +323,68 @@ impl JobProducer {
         push(&self.expire, job, task_id, Some(at)).await
     }
 
-    /// Claims the idempotency key (if any) and returns the job id and whether it was already claimed.
-    async fn claim(
+    /// Claims the idempotency key (if any) and counts the job against its
+    /// user's in-flight bound, in one script call. Returns the job id and
+    /// whether the key was claimed before (a replay, which is not counted again).
+    async fn admit(
         &self,
         kind: JobKind,
         user: Uuid,
         body: &str,
         key: Option<&str>,
     ) -> Result<(Uuid, bool)> {
-        let Some(key) = key else {
+        if key.is_none() && self.in_flight_limit == 0 {
             return Ok((Uuid::now_v7(), false));
-        };
-        validate_idempotency_key(key)?;
-        let job_id = idempotent_job_id(user, kind, key);
-        let digest = Sha256::digest(format!("{}|{body}", kind.as_str()));
-        let fingerprint: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let redis_key = format!("{}:idem:{job_id}", self.prefix);
-        let mut conn = self.redis.clone();
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(&redis_key)
-            .arg(&fingerprint)
-            .arg("NX")
-            .arg("EX")
-            .arg(IDEMPOTENCY_TTL.as_secs())
-            .query_async(&mut conn)
-            .await?;
-        if claimed.is_some() {
-            return Ok((job_id, false));
         }
-        let stored: Option<String> = redis::cmd("GET")
-            .arg(&redis_key)
-            .query_async(&mut conn)
+        let (job_id, fingerprint) = match key {
+            Some(key) => {
+                validate_idempotency_key(key)?;
+                let digest = Sha256::digest(format!("{}|{body}", kind.as_str()));
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                (idempotent_job_id(user, kind, key), hex)
+            }
+            None => (Uuid::now_v7(), String::new()),
+        };
+        let mut call = ADMIT_SCRIPT.key(in_flight_key(&self.prefix, kind, user));
+        if key.is_some() {
+            call.key(self.idempotency_key(job_id));
+        }
+        let answer: Vec<u64> = call
+            .arg(job_id.to_string())
+            .arg(self.in_flight_limit)
+            .arg(IN_FLIGHT_HORIZON.as_millis().to_string())
+            .arg(fingerprint)
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .invoke_async(&mut self.redis.clone())
             .await?;
-        match stored {
-            Some(s) if s == fingerprint => Ok((job_id, true)),
-            Some(_) => Err(Error::IdempotencyKeyReused),
-            // Expired between the two calls: treat as fresh.
-            None => Ok((job_id, false)),
+        match answer.as_slice() {
+            [0] => Ok((job_id, false)),
+            [1] => Ok((job_id, true)),
+            [2] => Err(Error::IdempotencyKeyReused),
+            [3, in_flight] => {
+                crate::ops::metrics::job_refused(kind, "too_many_jobs");
+                Err(Error::TooManyJobs {
+                    kind: kind.as_str(),
+                    in_flight: *in_flight,
+                    limit: self.in_flight_limit,
+                    retry_after: IN_FLIGHT_RETRY_AFTER,
+                })
+            }
+            other => Err(Error::Queue(format!(
+                "unexpected admission answer {other:?}"
+            ))),
         }
     }
+
+    fn idempotency_key(&self, job_id: Uuid) -> String {
+        format!("{}:idem:{job_id}", self.prefix)
+    }
+}
+
+/// The sorted set of `user`'s non-final jobs of `kind` (job id → accepted, ms).
+/// The status store removes a job from it with its final status.
+pub fn in_flight_key(prefix: &str, kind: JobKind, user: Uuid) -> String {
+    format!("{prefix}:inflight:{}:{user}", kind.as_str())
 }
 
 /// One hold's expiry task keeps the hold's id (as before batching); a set's is

@@ -66,13 +66,14 @@ pub struct StatusStore {
 
 const MARK: &str = r"
 -- KEYS[1] status hash, KEYS[2] the job's delivery counter, KEYS[3] the task
--- data hash of the job's queue
+-- data hash of the job's queue, KEYS[4] the user's in-flight set of this kind
 -- ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message,
 --       done channel, job id
 -- Returns {written (1/0), deliveries so far (RUNNING counts one; else 0)}. One
 -- round trip per status change: a final status is never overwritten, RUNNING never
 -- replaces a final one, and a final write drops the counter (a late
--- redelivery replays the stored outcome) and announces the job to long-polls.
+-- redelivery replays the stored outcome), frees the job's place in its user's
+-- in-flight bound and announces the job to long-polls.
 local final = ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED'
 -- QUEUED is sent beside the push, not after it: only a queued task earns it
 -- (a status without a task would make a replayed key skip the push).
@@ -84,7 +85,10 @@ if ARGV[1] == 'RUNNING' then
   deliveries = redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], 86400)
 end
-if final then redis.call('DEL', KEYS[2]) end
+if final then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[4], ARGV[11])
+end
 local current = redis.call('HGET', KEYS[1], 'status')
 if current == 'SUCCEEDED' or current == 'FAILED' then return {0, deliveries} end
 if ARGV[1] == 'QUEUED' and current then return {0, deliveries} end
@@ -204,6 +208,7 @@ impl StatusStore {
             .key(&key)
             .key(format!("{key}:deliveries"))
             .key(self.task_data_key(kind))
+            .key(super::producer::in_flight_key(&self.prefix, kind, user))
             .arg(phase)
             .arg(Utc::now().timestamp_millis())
             .arg(self.ttl_seconds)
@@ -227,6 +232,20 @@ impl StatusStore {
             .query_async::<i64>(&mut self.redis.clone())
             .await?
             == 1)
+    }
+
+    /// True when Redis holds a status for the job or its task in its queue
+    /// (one round trip).
+    pub async fn traces(&self, kind: JobKind, job_id: Uuid) -> Result<bool> {
+        let (status, task): (bool, bool) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(self.key(job_id))
+            .cmd("HEXISTS")
+            .arg(self.task_data_key(kind))
+            .arg(job_id.to_string())
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(status || task)
     }
 
     /// The job's status as Redis holds it (one HGETALL), if it holds any.

@@ -54,9 +54,13 @@ pub const RESERVE_BATCHES: &str = "concert_reserve_batches_total";
 pub const RESERVE_BATCHED_JOBS: &str = "concert_reserve_batched_jobs_total";
 /// `concert_reserve_batch_open_jobs`: jobs in this worker's batch transaction right now.
 pub const RESERVE_BATCH_OPEN: &str = "concert_reserve_batch_open_jobs";
-/// `concert_reserves_shed_total`: reserves answered 429 because the reserve
-/// backlog was at `RESERVE_BACKLOG_MAX`.
-pub const RESERVES_SHED: &str = "concert_reserves_shed_total";
+/// `concert_jobs_refused_total{kind, reason}`: enqueueing requests answered 429
+/// with nothing queued; reason `busy` (the queue's backlog at its
+/// `…_BACKLOG_MAX`) or `too_many_jobs` (the caller at `USER_JOBS_IN_FLIGHT`).
+pub const JOBS_REFUSED: &str = "concert_jobs_refused_total";
+/// `concert_long_polls_refused_total`: long-polls answered 429 because the
+/// caller already held `USER_LONG_POLLS_MAX` of them.
+pub const LONG_POLLS_REFUSED: &str = "concert_long_polls_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -145,8 +149,12 @@ fn describe() {
         "Reserve jobs in this process's open batch transactions"
     );
     describe_counter!(
-        RESERVES_SHED,
-        "Reserves refused with 429 because the reserve backlog was at its bound"
+        JOBS_REFUSED,
+        "Enqueueing requests refused with 429, nothing queued, by kind and reason (busy, too_many_jobs)"
+    );
+    describe_counter!(
+        LONG_POLLS_REFUSED,
+        "Long-polls refused with 429: the caller held USER_LONG_POLLS_MAX already"
     );
 }
 
@@ -197,9 +205,14 @@ pub fn job_accepted(prefix: &str, kind: crate::jobs::JobKind) {
     window::add(prefix, &format!("acc:{kind}"), 1);
 }
 
-/// A reserve was shed (429) because the reserve backlog was at its bound.
-pub fn reserve_shed() {
-    counter!(RESERVES_SHED).increment(1);
+/// An enqueueing request was refused (429) before anything was queued.
+pub fn job_refused(kind: crate::jobs::JobKind, reason: &'static str) {
+    counter!(JOBS_REFUSED, "kind" => kind_label(kind), "reason" => reason).increment(1);
+}
+
+/// A long-poll was refused (429): its user held the most allowed.
+pub fn long_poll_refused() {
+    counter!(LONG_POLLS_REFUSED).increment(1);
 }
 
 /// A delivery of a job began.
