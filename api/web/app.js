@@ -585,7 +585,8 @@
     }
   }
 
-  // A 429 BUSY (too many reserves already waiting; nothing was queued) is sent
+  // A 429 (BUSY: too many jobs already waiting; TOO_MANY_JOBS: this fan has
+  // enough of its own in flight; nothing was queued either way) is sent
   // again with the same key after its Retry-After, plus up to half a second of
   // jitter so a crowd told the same number does not come back in one instant.
   async function unlessBusy(send, status, tries = 5) {
