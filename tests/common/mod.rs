@@ -114,6 +114,9 @@ impl TestAppBuilder {
             ("WORKER_METRICS_ADDR", "127.0.0.1:0".into()),
             // The api's own metrics listener, on a free port (`metrics_text` finds it).
             ("API_METRICS_ADDR", "127.0.0.1:0".into()),
+            // Off: tests sign up and mint many users from 127.0.0.1. The limit's
+            // own tests (tests/rate_limits.rs) set it.
+            ("SIGNUP_PER_MINUTE_PER_ADDRESS", "0".into()),
         ]);
         vars.extend(self.overrides);
         let config = Config::from_map(&vars).expect("test config is valid");

@@ -57,6 +57,10 @@ pub const RESERVE_BATCH_OPEN: &str = "concert_reserve_batch_open_jobs";
 /// `concert_reserves_shed_total`: reserves answered 429 because the reserve
 /// backlog was at `RESERVE_BACKLOG_MAX`.
 pub const RESERVES_SHED: &str = "concert_reserves_shed_total";
+/// `concert_rate_limited_total{what}`, what `signup` or `mint`: requests
+/// refused with 429 `RATE_LIMITED` because their client address was at
+/// `SIGNUP_PER_MINUTE_PER_ADDRESS` (`crate::rate_limit`).
+pub const RATE_LIMITED: &str = "concert_rate_limited_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -148,6 +152,10 @@ fn describe() {
         RESERVES_SHED,
         "Reserves refused with 429 because the reserve backlog was at its bound"
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Sign-ups and access-token mints refused with 429 because their client address was at its per-minute limit"
+    );
 }
 
 /// A reserve batch transaction of `jobs` jobs began.
@@ -200,6 +208,12 @@ pub fn job_accepted(prefix: &str, kind: crate::jobs::JobKind) {
 /// A reserve was shed (429) because the reserve backlog was at its bound.
 pub fn reserve_shed() {
     counter!(RESERVES_SHED).increment(1);
+}
+
+/// A sign-up or mint was refused (429) by the per-address limit; `what` is
+/// `rate_limit::Action::label`, so the label set stays fixed.
+pub fn rate_limited(what: &'static str) {
+    counter!(RATE_LIMITED, "what" => what).increment(1);
 }
 
 /// A delivery of a job began.
