@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use domain::{Config, seed::SeedPlan};
+use tokio::sync::watch;
 
 use crate::shutdown::Shutdown;
 
@@ -72,7 +73,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             migrate(&config).await?;
             seed(&config, &args.into()).await
         }
-        Command::Api => serve_api(config, Shutdown::on_signals()).await,
+        Command::Api => serve_api(config, Shutdown::on_signals(), true).await,
         Command::Worker => worker::run(config, Shutdown::on_signals().wait()).await,
         Command::Standalone => {
             migrate(&config).await?;
@@ -81,8 +82,15 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 seed(&config, &SeedPlan::default()).await?;
             }
             let shutdown = Shutdown::on_signals();
+            // One process, one registry: served once, by the worker half at
+            // WORKER_METRICS_ADDR (api series included); API_METRICS_ADDR is not
+            // opened, so no scrape config can count the process twice.
+            tracing::info!(
+                addr = %config.worker_metrics_addr,
+                "standalone: api and worker metrics share WORKER_METRICS_ADDR"
+            );
             let worker = tokio::spawn(worker::run(config.clone(), shutdown.clone().wait()));
-            let api = serve_api(config, shutdown).await;
+            let api = serve_api(config, shutdown, false).await;
             worker.await.context("worker task panicked")??;
             api
         }
@@ -114,13 +122,28 @@ async fn seed(config: &Config, plan: &SeedPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_api(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Serves the api on `API_ADDR` and, with `own_metrics`, this process's
+/// `/metrics` on `API_METRICS_ADDR` (never on the public address: it shows the
+/// line and backlog the admin-token snapshot guards).
+async fn serve_api(config: Config, shutdown: Shutdown, own_metrics: bool) -> anyhow::Result<()> {
     let (acceptor, addr) = api::bind(&config.api_addr)
         .await
         .with_context(|| format!("binding API_ADDR {}", config.api_addr))?;
+    // Stopped after the api has drained, so the drain itself can be scraped.
+    let (stop_metrics, metrics_stop) = watch::channel(false);
+    let metrics = match config.api_metrics_addr.as_deref() {
+        Some(at) if own_metrics => {
+            worker::observe::serve_metrics("API_METRICS_ADDR", at, metrics_stop).await
+        }
+        _ => None,
+    };
     let state = api::state_from_config(config).await?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "api listening");
     api::serve(acceptor, state, shutdown.wait()).await?;
+    let _ = stop_metrics.send(true);
+    if let Some((_, metrics)) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!("api stopped");
     Ok(())
 }

@@ -19,6 +19,9 @@ fn concert(db: &TestDb, prefix: &str, args: &[&str]) -> Command {
         .env("REDIS_URL", redis_url())
         .env("REDIS_PREFIX", prefix)
         .env("RUST_LOG", "warn")
+        // Not the default port, which a developer's own stack may hold; tests that
+        // scrape set a free one.
+        .env("API_METRICS_ADDR", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
@@ -44,6 +47,41 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
             "process did not exit within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls the api on `port` until `/ready` answers 200 (bounded).
+async fn wait_ready(port: u16) {
+    let started = Instant::now();
+    loop {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await;
+        if matches!(&ready, Ok(r) if r.status() == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "api never became ready: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Prometheus text a metrics listener on `port` serves, polled until it
+/// listens (bounded): standalone's worker half binds it after the api is up.
+async fn scrape(port: u16) -> String {
+    let started = Instant::now();
+    loop {
+        match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(resp) => {
+                assert_eq!(resp.status(), 200);
+                return resp.text().await.unwrap();
+            }
+            Err(error) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nothing serves metrics on {port}: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -115,32 +153,50 @@ async fn api_and_worker_processes_exit_cleanly_on_sigterm() {
             .unwrap()
             .success()
     );
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut api = concert(&db, &prefix, &["api"])
         .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("API_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .spawn()
         .unwrap();
     let mut worker = concert(&db, &prefix, &["worker"]).spawn().unwrap();
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/ready"))
-            .send()
-            .await;
-        if matches!(&ready, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "api never became ready: {ready:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(port).await;
+    // The api's registry is on its own listener, not on the public address.
+    let public = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let text = scrape(metrics_port).await;
+    assert!(text.contains(r#"route="/ready",status="200""#), "{text}");
     sigterm(&api);
     sigterm(&worker);
     assert!(wait_exit(&mut api, Duration::from_secs(15)).success());
     assert!(wait_exit(&mut worker, Duration::from_secs(15)).success());
+}
+
+#[tokio::test]
+async fn standalone_serves_its_one_registry_once_at_the_worker_metrics_address() {
+    let db = TestDb::create().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let (port, api_metrics, worker_metrics) = (free_port(), free_port(), free_port());
+    let mut standalone = concert(&db, &prefix, &["standalone"])
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("API_METRICS_ADDR", format!("127.0.0.1:{api_metrics}"))
+        .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{worker_metrics}"))
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    // The worker half's listener shows the api half's requests: one registry.
+    let text = scrape(worker_metrics).await;
+    assert!(text.contains(r#"route="/ready",status="200""#), "{text}");
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{api_metrics}/metrics"))
+            .await
+            .is_err(),
+        "API_METRICS_ADDR must not serve it a second time"
+    );
+    sigterm(&standalone);
+    assert!(wait_exit(&mut standalone, Duration::from_secs(15)).success());
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! Observability end to end: `/metrics` on the api and the worker move with a
-//! real flow and pass `promtool check metrics`; the ops snapshot sums every api
-//! instance of a stack; the alert rules pass `promtool check rules` and name
-//! only exported series.
+//! Observability end to end: `/metrics` on the api's and the worker's own
+//! listeners moves with a real flow and passes `promtool check metrics`, and the
+//! public address does not serve it; the ops snapshot sums every api instance
+//! of a stack; the alert rules pass `promtool check rules` and name only
+//! exported series.
 //!
 //! The metrics registry is process-wide and other tests of this binary share it,
 //! so Prometheus assertions are deltas or presence, never absolute counts; the
@@ -85,8 +86,7 @@ async fn metrics_move_with_a_flow_and_pass_promtool() {
         .workers(1)
         .spawn()
         .await;
-    let metrics_url = app.url("/metrics");
-    let (_, before) = scrape(&metrics_url).await;
+    let before = parse(&app.metrics_text().await);
 
     // The flow: sign up, queue token, reserve (a worker runs it), recharge.
     let schedule = app.open_concert(1, 5_000).await["schedules"][0]["scheduleId"]
@@ -105,7 +105,8 @@ async fn metrics_move_with_a_flow_and_pass_promtool() {
     );
     assert_eq!(app.get("/v1/no/such/route").await.status(), 404);
 
-    let (text, after) = scrape(&metrics_url).await;
+    let text = app.metrics_text().await;
+    let after = parse(&text);
     let delta = |series: &str| value(&after, series) - value(&before, series);
     let reserve_202 = format!(
         r#"{}{{method="POST",route="/v1/reservations",status="202"}}"#,
@@ -152,7 +153,8 @@ async fn metrics_move_with_a_flow_and_pass_promtool() {
 
     // Gauges refreshed by the once-a-second sampler.
     let gauges = eventually(Duration::from_secs(10), || async {
-        let (text, parsed) = scrape(&metrics_url).await;
+        let text = app.metrics_text().await;
+        let parsed = parse(&text);
         let present = [
             format!(r#"{}{{queue="reserve",state="waiting"}}"#, m::QUEUE_JOBS),
             format!(
@@ -186,6 +188,31 @@ async fn metrics_move_with_a_flow_and_pass_promtool() {
 }
 
 #[tokio::test]
+async fn metrics_are_served_on_their_own_listener_and_not_on_the_public_address() {
+    let app = TestApp::spawn().await;
+    let unmatched = format!(
+        r#"{}{{method="GET",route="unmatched",status="404"}}"#,
+        m::HTTP_REQUESTS
+    );
+    let before = value(&parse(&app.metrics_text().await), &unmatched);
+
+    // The public address: a 404 problem like any unknown route, and counted as one.
+    let body = common::problem(app.get("/metrics").await, 404).await;
+    assert_eq!(body["code"], "ROUTE_NOT_FOUND");
+
+    let text = app.metrics_text().await;
+    assert!(value(&parse(&text), &unmatched) - before >= 1.0, "{text}");
+    promtool(&["check", "metrics"], &text);
+    // The listener serves the registry and nothing else of the app.
+    let private = app.metrics_addr.unwrap();
+    assert_ne!(private, app.addr);
+    let health = reqwest::get(format!("http://{private}/health"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 404);
+}
+
+#[tokio::test]
 async fn dependency_errors_are_counted_by_dependency() {
     let metrics = TestApp::spawn().await;
     let down = TestApp::builder()
@@ -193,7 +220,7 @@ async fn dependency_errors_are_counted_by_dependency() {
         .spawn()
         .await;
     let series = format!(r#"{}{{dependency="redis"}}"#, m::DEPENDENCY_ERRORS);
-    let (_, before) = scrape(&metrics.url("/metrics")).await;
+    let before = parse(&metrics.metrics_text().await);
     // A valid caller asking for a queue token: the known-user check is a Redis call.
     let identity = domain::identity::Identity::from_config(&down.config).unwrap();
     let access = identity.mint(uuid::Uuid::new_v4()).unwrap().token;
@@ -205,7 +232,7 @@ async fn dependency_errors_are_counted_by_dependency() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-    let (_, after) = scrape(&metrics.url("/metrics")).await;
+    let after = parse(&metrics.metrics_text().await);
     assert!(value(&after, &series) - value(&before, &series) >= 1.0);
 }
 

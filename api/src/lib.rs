@@ -53,8 +53,9 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        // Observability (not in the OpenAPI document): Prometheus scrape, the ops page shell.
-        .at("/metrics", http::metrics::endpoint)
+        // The ops page shell (not in the OpenAPI document). No `/metrics` here: the
+        // Prometheus scrape shows the line and backlog the snapshot guards with
+        // the admin token, so it has its own listener (`API_METRICS_ADDR`, src/cli.rs).
         .nest("/ops", http::ops_page::routes())
         // The fan web app (not in the OpenAPI document): its assets, and the
         // page at `/` (a middleware: see web::RootPage). Keep it the last route.

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod ops;
 pub mod payment;
 pub mod platform;
+pub mod rate_limit;
 pub mod retry;
 pub mod seed;
 pub mod waiting_room;

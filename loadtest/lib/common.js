@@ -29,6 +29,9 @@ export function signUpMany(n, prefix = 'k6') {
       reqs.push(['POST', `${BASE}/v1/users`, JSON.stringify({ name: `${prefix}-${i}` }), { headers: JSON_HEADERS, tags: { name: 'setup' } }]);
     }
     for (const r of http.batch(reqs)) {
+      if (r.status === 429) {
+        fail(`sign-up refused (429): every fan signs up from this one address; start the stack under test with SIGNUP_PER_MINUTE_PER_ADDRESS=0 (${r.body})`);
+      }
       if (r.status !== 201) fail(`sign-up failed: ${r.status} ${r.body}`);
       ids.push({ userId: r.json('userId'), access: r.json('accessToken') });
     }

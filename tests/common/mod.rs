@@ -39,6 +39,8 @@ pub fn free_port() -> u16 {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// Where this app serves `/metrics` (`API_METRICS_ADDR`), unless a test turned it off.
+    pub metrics_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
     pub config: Config,
@@ -110,6 +112,11 @@ impl TestAppBuilder {
             ("SHUTDOWN_GRACE_SECONDS", "2".into()),
             // Many in-process workers: each metrics endpoint on its own free port.
             ("WORKER_METRICS_ADDR", "127.0.0.1:0".into()),
+            // The api's own metrics listener, on a free port (`metrics_text` finds it).
+            ("API_METRICS_ADDR", "127.0.0.1:0".into()),
+            // Off: tests sign up and mint many users from 127.0.0.1. The limit's
+            // own tests (tests/rate_limits.rs) set it.
+            ("SIGNUP_PER_MINUTE_PER_ADDRESS", "0".into()),
         ]);
         vars.extend(self.overrides);
         let config = Config::from_map(&vars).expect("test config is valid");
@@ -118,6 +125,14 @@ impl TestAppBuilder {
         let (tx, rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
+        };
+        // As `concert api` does (src/cli.rs): the registry on its own listener.
+        let metrics_addr = match &config.api_metrics_addr {
+            Some(at) => {
+                let served = worker::observe::serve_metrics("API_METRICS_ADDR", at, rx.clone());
+                Some(served.await.expect("api metrics listener").0)
+            }
+            None => None,
         };
         tokio::spawn(api::serve(acceptor, state.clone(), stopped(rx.clone())));
         for _ in 0..self.workers {
@@ -138,6 +153,7 @@ impl TestAppBuilder {
         TestApp {
             addr,
             base: format!("http://{addr}"),
+            metrics_addr,
             http: reqwest::Client::new(),
             db,
             config,
@@ -160,6 +176,21 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// This app's Prometheus scrape from its metrics listener (checked: 200, text format).
+    pub async fn metrics_text(&self) -> String {
+        let at = self.metrics_addr.expect("API_METRICS_ADDR is off");
+        let resp = self
+            .http
+            .get(format!("http://{at}/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(resp.status(), 200, "scraping {at}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        resp.text().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::{
     endpoints::catalog::Schedule, endpoints::tags::Tag, http::auth::AdminAuth,
-    http::json_body::JsonBody, http::problem::Problem, http::state::AppState,
+    http::client_addr::ClientAddr, http::json_body::JsonBody, http::problem::Problem,
+    http::state::AppState,
 };
 
 /// One date of a new concert. Each gets seats 1..50 priced `seatPrice`.
@@ -76,17 +77,23 @@ pub struct AdminApi;
 #[OpenApi(tag = "Tag::Admin")]
 impl AdminApi {
     /// Mint an access token for an existing user: for seeded users, load tests and
-    /// support. 409 when an external identity provider issues the tokens.
+    /// support. 409 when an external identity provider issues the tokens. At
+    /// most `SIGNUP_PER_MINUTE_PER_ADDRESS` mints per client address per minute
+    /// (429 `RATE_LIMITED`), so a leaked admin token cannot mint tokens in bulk
+    /// from one address.
     #[oai(path = "/v1/admin/users/:userId/access-tokens", method = "post")]
     async fn mint_access_token(
         &self,
         state: Data<&AppState>,
         _auth: AdminAuth,
+        client: ClientAddr,
         #[oai(name = "userId")] user_id: Path<Uuid>,
     ) -> Result<Minted, Problem> {
         if state.identity.is_external() {
             return Err(crate::endpoints::users::external_issuer());
         }
+        let action = domain::rate_limit::Action::MintToken;
+        domain::rate_limit::admit(&state.redis, &state.config, action, client.0).await?;
         domain::accounts::get_user(&state.db, user_id.0).await?;
         let minted = state
             .identity

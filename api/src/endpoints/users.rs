@@ -7,8 +7,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    endpoints::tags::Tag, http::auth::Caller, http::json_body::JsonBody, http::problem::Problem,
-    http::state::AppState,
+    endpoints::tags::Tag, http::auth::Caller, http::client_addr::ClientAddr,
+    http::json_body::JsonBody, http::problem::Problem, http::state::AppState,
 };
 
 /// Sign-up request.
@@ -67,16 +67,21 @@ pub struct UsersApi;
 impl UsersApi {
     /// Sign up. Returns the new user's UUID and an access token for it.
     /// With an external identity provider there is no sign-up here (409): its
-    /// first valid token creates the user.
+    /// first valid token creates the user. At most `SIGNUP_PER_MINUTE_PER_ADDRESS`
+    /// sign-ups per client address per minute (429 `RATE_LIMITED`).
     #[oai(path = "/v1/users", method = "post")]
     async fn create(
         &self,
         state: Data<&AppState>,
+        client: ClientAddr,
         body: JsonBody<CreateUser>,
     ) -> Result<Created, Problem> {
         if state.identity.is_external() {
             return Err(external_issuer());
         }
+        // Before anything is written: a refused sign-up leaves no user and no wallet.
+        let action = domain::rate_limit::Action::SignUp;
+        domain::rate_limit::admit(&state.redis, &state.config, action, client.0).await?;
         let user = domain::accounts::create_user(&state.db, &body.name).await?;
         let minted = state.identity.mint(user.id).ok_or_else(Problem::internal)?;
         // Warm the waiting room's known-users cache; a miss only costs one lookup later.

@@ -1,26 +1,17 @@
-//! `GET /metrics` (Prometheus text format) and the middleware that counts every
-//! request by method, route template and status.
+//! The middleware that counts every request by method, route template and
+//! status, for the Prometheus registry (`domain::ops::metrics`).
 //!
+//! The registry is not served on the public address: the process serves it on
+//! a listener of its own (`API_METRICS_ADDR`, `worker::observe::serve_metrics`).
 //! The route label is the OpenAPI template the path matches (`/v1/jobs/{jobId}`),
 //! never the raw path, so ids cannot blow up the label set; anything outside the
 //! spec gets one of a few fixed labels, and every 404 off the spec is `unmatched`.
 
 use std::{sync::Arc, time::Instant};
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, handler, http::Method};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
 
 use super::path_params::PathTemplates;
-
-/// Content type of the Prometheus text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// `GET /metrics`: this process's registry (api series, and in `standalone` the worker's too).
-#[handler]
-pub fn endpoint() -> Response {
-    domain::ops::metrics::render()
-        .with_content_type(CONTENT_TYPE)
-        .into_response()
-}
 
 /// Middleware recording each request of one stack.
 #[derive(Clone, Debug)]
@@ -97,7 +88,6 @@ impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
 fn fixed_label(path: &str) -> &'static str {
     match path {
         "/" => "/",
-        "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         "/ops" | "/ops/" => "/ops",
         p if p.starts_with("/ops/") => "/ops/{asset}",
@@ -134,6 +124,7 @@ mod tests {
         );
         assert_eq!(m.route_label("/v1/jobs/abc", 200), "/v1/jobs/{jobId}");
         assert_eq!(m.route_label("/v1/nothing/1", 404), "unmatched");
+        assert_eq!(m.route_label("/metrics", 404), "unmatched");
         assert_eq!(m.route_label("/ops/ops.js", 200), "/ops/{asset}");
         assert_eq!(m.route_label("/random/9", 200), "other");
         assert_eq!(method_label(&Method::TRACE), "OTHER");

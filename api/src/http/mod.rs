@@ -4,6 +4,7 @@
 
 pub mod accepted;
 pub mod auth;
+pub mod client_addr;
 pub mod job_watch;
 pub mod json_body;
 pub mod metrics;

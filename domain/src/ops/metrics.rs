@@ -61,6 +61,10 @@ pub const JOBS_REFUSED: &str = "concert_jobs_refused_total";
 /// `concert_long_polls_refused_total`: long-polls answered 429 because the
 /// caller already held `USER_LONG_POLLS_MAX` of them.
 pub const LONG_POLLS_REFUSED: &str = "concert_long_polls_refused_total";
+/// `concert_rate_limited_total{what}`, what `signup` or `mint`: requests
+/// refused with 429 `RATE_LIMITED` because their client address was at
+/// `SIGNUP_PER_MINUTE_PER_ADDRESS` (`crate::rate_limit`).
+pub const RATE_LIMITED: &str = "concert_rate_limited_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -156,6 +160,10 @@ fn describe() {
         LONG_POLLS_REFUSED,
         "Long-polls refused with 429: the caller held USER_LONG_POLLS_MAX already"
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Sign-ups and access-token mints refused with 429 because their client address was at its per-minute limit"
+    );
 }
 
 /// A reserve batch transaction of `jobs` jobs began.
@@ -213,6 +221,12 @@ pub fn job_refused(kind: crate::jobs::JobKind, reason: &'static str) {
 /// A long-poll was refused (429): its user held the most allowed.
 pub fn long_poll_refused() {
     counter!(LONG_POLLS_REFUSED).increment(1);
+}
+
+/// A sign-up or mint was refused (429) by the per-address limit; `what` is
+/// `rate_limit::Action::label`, so the label set stays fixed.
+pub fn rate_limited(what: &'static str) {
+    counter!(RATE_LIMITED, "what" => what).increment(1);
 }
 
 /// A delivery of a job began.
