@@ -232,15 +232,35 @@ fn rsa_key_pair() -> (String, String) {
 const IDP: &str = "https://idp.test.example";
 
 fn rs256(private: &str, sub: &str, name: &str) -> String {
-    let claims = json!({
+    rs256_claims(private, &provider_claims(sub, name))
+}
+
+/// What the test provider puts in a token for `sub`.
+fn provider_claims(sub: &str, name: &str) -> Value {
+    json!({
         "sub": sub,
         "name": name,
         "exp": chrono::Utc::now().timestamp() + 600,
         "iss": IDP,
         "aud": "concert-tests",
-    });
+    })
+}
+
+fn rs256_claims(private: &str, claims: &Value) -> String {
     let key = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+}
+
+/// An app that trusts the test provider's public key, and its private key.
+async fn app_trusting_a_provider() -> (TestApp, String) {
+    let (private, public) = rsa_key_pair();
+    let app = TestApp::builder()
+        .env("AUTH_JWT_PUBLIC_KEY", public)
+        .env("AUTH_ISSUER", IDP)
+        .env("AUTH_AUDIENCE", "concert-tests")
+        .spawn()
+        .await;
+    (app, private)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,6 +328,77 @@ async fn an_external_providers_tokens_create_each_user_exactly_once() {
     let other_aud = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
     unauthorized(app.get_as(&other_aud, &format!("/v1/users/{id}")).await).await;
     assert_eq!(app.scalar("SELECT count(*) FROM users").await, 2);
+}
+
+#[tokio::test]
+async fn an_external_providers_audience_array_is_accepted_when_it_names_this_service() {
+    let (app, private) = app_trusting_a_provider().await;
+    let id = uuid::Uuid::new_v4();
+    let mut listed = provider_claims(&id.to_string(), "Kang");
+    listed["aud"] = json!(["account", "concert-tests"]);
+    let me: Value = app
+        .get_as(&rs256_claims(&private, &listed), &format!("/v1/users/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["userId"], id.to_string(), "{me}");
+    let mut unlisted = provider_claims(&id.to_string(), "Kang");
+    unlisted["aud"] = json!(["account", "another-api"]);
+    let token = rs256_claims(&private, &unlisted);
+    let p = unauthorized(app.get_as(&token, &format!("/v1/users/{id}")).await).await;
+    assert_eq!(p["code"], "UNAUTHORIZED");
+    assert_eq!(app.scalar("SELECT count(*) FROM users").await, 1);
+}
+
+#[tokio::test]
+async fn two_spellings_of_one_uuid_subject_are_two_users() {
+    let (app, private) = app_trusting_a_provider().await;
+    let id = uuid::Uuid::new_v4();
+    let canonical = rs256(&private, &id.to_string(), "Canonical");
+    let upper = rs256(&private, &id.to_string().to_uppercase(), "Upper");
+    let urn = rs256(&private, &format!("urn:uuid:{id}"), "Urn");
+    // The canonical spelling is the user id itself.
+    let me = app.get_as(&canonical, &format!("/v1/users/{id}")).await;
+    assert_eq!(me.status(), 200);
+    // Other spellings are other subjects: the canonical one's account is not theirs.
+    for token in [&upper, &urn] {
+        let p = problem(app.get_as(token, &format!("/v1/users/{id}")).await, 404).await;
+        assert_eq!(p["code"], "NOT_FOUND");
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM users").await, 3);
+    // Each spelling's user reads its own account, under an id of its own.
+    for (token, name) in [(&canonical, "Canonical"), (&upper, "Upper"), (&urn, "Urn")] {
+        let user = user_named(&app, name).await;
+        assert_eq!(
+            user == id.to_string(),
+            name == "Canonical",
+            "{name}: {user}"
+        );
+        let me: Value = app
+            .get_as(token, &format!("/v1/users/{user}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!((&me["userId"], &me["name"]), (&json!(user), &json!(name)));
+    }
+}
+
+/// The id of the one user called `name`.
+async fn user_named(app: &TestApp, name: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id::text FROM users WHERE name = $1",
+            [name.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

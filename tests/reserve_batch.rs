@@ -186,3 +186,103 @@ async fn a_batch_that_loses_a_seat_race_writes_nothing_and_each_job_then_runs_al
         3
     );
 }
+
+/// This database's deadlock count, after `pools` flushed their backends' pending statistics
+/// (a backend reports its counters only now and then; the flush is done when the call returns).
+async fn deadlocks(app: &TestApp, pools: &[&sea_orm::DatabaseConnection]) -> i64 {
+    for pool in pools {
+        pool.execute_unprepared("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+    }
+    app.scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_taking_the_same_seats_in_opposite_job_orders_never_deadlock() {
+    const ROUNDS: usize = 6;
+    let app = TestApp::spawn().await;
+    let concert = app.open_concert(ROUNDS, 5_000).await;
+    let one = Uuid::parse_str(&app.sign_up("one").await).unwrap();
+    let two = Uuid::parse_str(&app.sign_up("two").await).unwrap();
+    // Each batch on a pool of one connection: its backend is the one to flush statistics.
+    let url = &app.config.database_url;
+    let (db_1, db_2) = (
+        domain::platform::db::connect_url(url, 1, false)
+            .await
+            .unwrap(),
+        domain::platform::db::connect_url(url, 1, false)
+            .await
+            .unwrap(),
+    );
+    let before = deadlocks(&app, &[&db_1, &db_2]).await;
+    let writes_waiting = || async {
+        app.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'WITH plan AS%'",
+        )
+        .await
+    };
+    let mut results = Vec::new();
+    for round in 0..ROUNDS {
+        // A fresh schedule a round: seats 3 and 7 are free, and neither user holds any of it.
+        let schedule = concert["schedules"][round]["scheduleId"].as_i64().unwrap();
+        // A rival holds the lower seat's row lock, so both batches are writing at once.
+        let rival = app.db.begin().await.unwrap();
+        rival
+            .execute_unprepared(&format!(
+                "SELECT id FROM seats WHERE schedule_id = {schedule} AND number IN (3, 7) \
+                 ORDER BY id LIMIT 1 FOR UPDATE"
+            ))
+            .await
+            .unwrap();
+        // Batch B wants seats 3 then 7; batch A, started once B waits, 7 then 3.
+        let settle = |db: &sea_orm::DatabaseConnection, user: Uuid, order: [i16; 2]| {
+            let db = db.clone();
+            let jobs = order.map(|n| job(user, schedule, &[n])).to_vec();
+            tokio::spawn(async move { settle_batch(&db, &jobs, &HOLDS).await })
+        };
+        let b = settle(&db_2, two, [3, 7]);
+        common::eventually(Duration::from_secs(10), || async {
+            (writes_waiting().await == 1).then_some(())
+        })
+        .await;
+        let a = settle(&db_1, one, [7, 3]);
+        common::eventually(Duration::from_secs(10), || async {
+            (writes_waiting().await == 2).then_some(())
+        })
+        .await;
+        rival.commit().await.unwrap();
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        // Held seats, and how many users hold them (as users × 10 + seats).
+        let held = app
+            .scalar(&format!(
+                "SELECT count(DISTINCT r.user_id) * 10 + count(*) FROM seats s \
+                 JOIN reservations r ON r.id = s.reservation_id \
+                 WHERE s.schedule_id = {schedule} AND s.status = 'HELD'"
+            ))
+            .await;
+        results.push((round, a, b, held));
+    }
+    // Checked after every round ran, so a deadlock also shows in PostgreSQL's own count.
+    assert_eq!(
+        deadlocks(&app, &[&db_1, &db_2]).await - before,
+        0,
+        "deadlocks detected: {results:?}"
+    );
+    for (round, a, b, held) in &results {
+        let won = |r: &domain::Result<Option<Vec<Outcome>>>| matches!(r, Ok(Some(o)) if o.iter().all(|o| code(o) == "SUCCEEDED"));
+        // The loser saw the winner's seats: it wrote nothing and its jobs run alone later.
+        let lost = |r: &domain::Result<Option<Vec<Outcome>>>| match r {
+            Ok(None) => true,
+            Err(e) => domain::retry::violates(e, "reservation_seats_one_live_per_seat"),
+            Ok(Some(_)) => false,
+        };
+        assert!(
+            (won(a) && lost(b)) || (won(b) && lost(a)),
+            "round {round}: {a:?} / {b:?}"
+        );
+        assert_eq!(*held, 12, "round {round}: both seats, to one user");
+    }
+}

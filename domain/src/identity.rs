@@ -7,6 +7,15 @@
 //! the accepted algorithm is fixed by configuration, never taken from the
 //! token, so `alg: none` and key-confusion tokens are refused; `exp`, `iss` and
 //! `aud` are required and checked. No HTTP here: the api maps [`Rejected`] to 401.
+//!
+//! Which user a token names: a `sub` spelled exactly as a canonical UUID
+//! (lowercase, hyphenated, as [`Uuid`]'s `Display` writes it) is the user id
+//! itself, so a provider that keys users by UUID (Keycloak) keeps its ids. Any
+//! other `sub` of an external provider — other spellings of a UUID included
+//! (braced, `urn:uuid:`, upper case, unhyphenated) — is a name, mapped to
+//! UUIDv5(`iss`|`sub`): two distinct subjects never share one account merely
+//! because both parse as the same UUID. The built-in issuer mints canonical
+//! ids only and refuses any other `sub`.
 
 use chrono::{DateTime, Utc};
 use entity::{users, wallets};
@@ -31,7 +40,7 @@ pub const DEFAULT_AUDIENCE: &str = "concert-api";
 pub const MAX_TOKEN_BYTES: usize = 4096;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
-/// Maps a provider's non-UUID `sub` to a stable user id (with the issuer).
+/// Maps a provider's non-canonical-UUID `sub` to a stable user id (with the issuer).
 const SUBJECT_NAMESPACE: Uuid = Uuid::from_u128(0x3b8e_51c2_9d47_4a06_b1f3_6c2e_8a5d_7f90);
 
 /// The claims this service reads and, as the built-in issuer, writes.
@@ -44,10 +53,20 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<i64>,
     iss: String,
-    aud: String,
+    aud: Audience,
     /// Display name; an external provider's is used when it creates the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+}
+
+/// `aud` as RFC 7519 §4.1.3 allows it: one string, or an array (Keycloak and
+/// Auth0 send arrays). Membership is checked by the [`Validation`]; the
+/// built-in issuer writes [`Audience::One`], a plain string.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A verified caller.
@@ -201,7 +220,7 @@ impl Identity {
             exp: expires_at.timestamp(),
             iat: Some(now.timestamp()),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: Audience::One(self.audience.clone()),
             name: None,
         };
         // HS256 over our own claims cannot fail; `ok()` keeps a panic out of the path anyway.
@@ -217,19 +236,25 @@ impl Identity {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| rejected(e.kind()))?;
         let claims = data.claims;
-        let user_id = match Uuid::parse_str(&claims.sub) {
-            Ok(id) => id,
-            // A provider's own subject format maps to a stable id per (issuer, subject).
-            Err(_) if self.is_external() && !claims.sub.is_empty() => Uuid::new_v5(
-                &SUBJECT_NAMESPACE,
-                format!("{}|{}", claims.iss, claims.sub).as_bytes(),
-            ),
-            Err(_) => return Err(Rejected::BadSubject),
-        };
+        let user_id = self.user_id_of(&claims.iss, &claims.sub)?;
         Ok(Caller {
             user_id,
             name: claims.name,
         })
+    }
+
+    /// The user a verified token's `sub` names (see the module docs): only the
+    /// canonical spelling of a UUID is taken verbatim, so two distinct `sub`
+    /// strings never name one user by parsing alike.
+    fn user_id_of(&self, iss: &str, sub: &str) -> Result<Uuid, Rejected> {
+        match Uuid::parse_str(sub) {
+            Ok(id) if id.hyphenated().to_string() == sub => Ok(id),
+            _ if self.is_external() && !sub.is_empty() => Ok(Uuid::new_v5(
+                &SUBJECT_NAMESPACE,
+                format!("{iss}|{sub}").as_bytes(),
+            )),
+            _ => Err(Rejected::BadSubject),
+        }
     }
 }
 
@@ -373,9 +398,89 @@ mod tests {
     }
 
     #[test]
+    fn an_audience_array_is_accepted_when_it_names_this_service() {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+        let id = built_in();
+        let secret = crate::platform::config::DEV_JWT_SECRET.as_bytes();
+        let mut listed = claims(3600);
+        listed["aud"] = serde_json::json!(["account", DEFAULT_AUDIENCE]);
+        assert_eq!(
+            id.verify(&sign(&listed, secret)).map(|c| c.user_id),
+            Ok(Uuid::nil())
+        );
+        let mut unlisted = claims(3600);
+        unlisted["aud"] = serde_json::json!(["account", "another-api"]);
+        assert_eq!(
+            id.verify(&sign(&unlisted, secret)),
+            Err(Rejected::WrongAudience)
+        );
+        // What the built-in issuer writes stays a plain string.
+        let minted = id.mint(Uuid::nil()).expect("built-in issuer mints");
+        let body = minted.token.split('.').nth(1).expect("a payload");
+        let body: serde_json::Value =
+            serde_json::from_slice(&B64.decode(body).expect("base64")).expect("json");
+        assert_eq!(body["aud"], DEFAULT_AUDIENCE);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_uuid_subject_is_the_user_id_itself() {
+        let config = Config::from_map(&HashMap::from([
+            ("AUTH_JWT_PUBLIC_KEY", P256_PEM.to_owned()),
+            ("AUTH_ISSUER", "https://idp.example".to_owned()),
+            ("AUTH_AUDIENCE", "concert".to_owned()),
+        ]))
+        .expect("valid");
+        let external = Identity::from_config(&config).expect("an ES256 key");
+        let uuid = Uuid::parse_str("6f9619ff-8b86-d011-b42d-00c04fc964ff").expect("a uuid");
+        let canonical = uuid.to_string();
+        assert_eq!(
+            external.user_id_of("https://idp.example", &canonical),
+            Ok(uuid)
+        );
+        let spellings = [
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{canonical}"),
+            uuid.simple().to_string(),
+        ];
+        let mut ids: Vec<Uuid> = spellings
+            .iter()
+            .map(|sub| {
+                external
+                    .user_id_of("https://idp.example", sub)
+                    .expect("mapped")
+            })
+            .collect();
+        ids.push(uuid);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            spellings.len() + 1,
+            "each spelling is its own user"
+        );
+        // The mapping is stable per (issuer, subject).
+        assert_eq!(
+            external.user_id_of("https://idp.example", &spellings[0]),
+            Ok(Uuid::new_v5(
+                &SUBJECT_NAMESPACE,
+                format!("https://idp.example|{}", spellings[0]).as_bytes()
+            ))
+        );
+        // The built-in issuer never mints another spelling: it names no user.
+        assert_eq!(
+            built_in().user_id_of(DEFAULT_ISSUER, &spellings[0]),
+            Err(Rejected::BadSubject)
+        );
+        assert_eq!(built_in().user_id_of(DEFAULT_ISSUER, &canonical), Ok(uuid));
+    }
+
+    /// A P-256 public key (openssl ecparam -name prime256v1 … -pubout).
+    const P256_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAExrG67KzBU3cXoLcOH6tt+TfwZKbt\nmhuac4/Bg7ra0pFFAhxI9NxUdxnM1W5hEWSFe3YPJCPqXrJzmXtloOvorg==\n-----END PUBLIC KEY-----\n";
+
+    #[test]
     fn an_external_provider_needs_issuer_and_audience() {
-        // A P-256 public key (openssl ecparam -name prime256v1 … -pubout).
-        let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAExrG67KzBU3cXoLcOH6tt+TfwZKbt\nmhuac4/Bg7ra0pFFAhxI9NxUdxnM1W5hEWSFe3YPJCPqXrJzmXtloOvorg==\n-----END PUBLIC KEY-----\n";
+        let pem = P256_PEM;
         let config = Config::from_map(&HashMap::from([("AUTH_JWT_PUBLIC_KEY", pem.to_owned())]))
             .expect("valid");
         let error = Identity::from_config(&config).expect_err("issuer missing");

@@ -5,23 +5,33 @@
 //! Misses are single-flight: when a stampede of reserves reaches a fresh api,
 //! one request per schedule reads PostgreSQL and the others wait for its answer,
 //! instead of hundreds of identical queries queueing for the pool.
+//!
+//! Bounded with O(1) work per request, because ids come from clients: two LRU
+//! maps, one for schedules found and a smaller one for ids not known to exist
+//! (unknown, or on their first lookup). Random `scheduleId`s only churn the
+//! second, so they neither grow memory nor evict a real schedule's window, and
+//! no request ever scans the cache.
 
 use std::{
-    collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 use entity::schedules;
+use hashlink::LruCache;
 use sea_orm::{ConnectionTrait, EntityTrait};
 use tokio::time::Instant;
 
 const FOUND_TTL: Duration = Duration::from_secs(60);
 const MISSING_TTL: Duration = Duration::from_secs(5);
-/// Beyond this many remembered ids, stale ones are dropped (ids come from clients).
-const PRUNE_ABOVE: usize = 10_000;
+/// Schedules found, remembered at most (far more than are on sale at once).
+const FOUND_CAPACITY: usize = 10_000;
+/// Ids not known to exist, remembered at most: only a burst of more distinct
+/// unknown ids than this during a real schedule's first lookup costs that
+/// schedule a second load.
+const UNSETTLED_CAPACITY: usize = 1_000;
 
 /// When a schedule can be booked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +69,37 @@ impl Slot {
     }
 }
 
+/// The two LRU maps of slots (see the module docs).
+#[derive(Debug)]
+struct Slots {
+    /// Schedules whose last lookup found them.
+    found: LruCache<i64, Arc<Slot>>,
+    /// Ids never looked up yet, being looked up, or whose last lookup found nothing.
+    unsettled: LruCache<i64, Arc<Slot>>,
+}
+
 /// The cache.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ScheduleWindows {
-    slots: Arc<Mutex<HashMap<i64, Arc<Slot>>>>,
+    slots: Arc<Mutex<Slots>>,
+}
+
+impl Default for ScheduleWindows {
+    fn default() -> Self {
+        Self::with_capacity(FOUND_CAPACITY, UNSETTLED_CAPACITY)
+    }
 }
 
 impl ScheduleWindows {
+    fn with_capacity(found: usize, unsettled: usize) -> Self {
+        Self {
+            slots: Arc::new(Mutex::new(Slots {
+                found: LruCache::new(found),
+                unsettled: LruCache::new(unsettled),
+            })),
+        }
+    }
+
     /// The schedule's window, or `None` if it does not exist.
     pub async fn window(
         &self,
@@ -100,21 +134,52 @@ impl ScheduleWindows {
         }
         let w = load().await?;
         *slot.entry.lock().unwrap_or_else(|e| e.into_inner()) = Some((w, Instant::now()));
+        self.settle(id, &slot, w.is_some());
         Ok(w)
     }
 
-    fn slot(&self, id: i64) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if slots.len() > PRUNE_ABOVE && !slots.contains_key(&id) {
-            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.cached().is_some());
-        }
-        Arc::clone(slots.entry(id).or_default())
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many schedule ids are remembered (for tests).
+    /// The id's slot; a new one starts among the unsettled.
+    fn slot(&self, id: i64) -> Arc<Slot> {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.found.get(&id) {
+            return Arc::clone(slot);
+        }
+        if let Some(slot) = slots.unsettled.get(&id) {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::<Slot>::default();
+        slots.unsettled.insert(id, Arc::clone(&slot));
+        slot
+    }
+
+    /// Files a freshly filled slot with the found or the unsettled ids.
+    fn settle(&self, id: i64, slot: &Arc<Slot>, found: bool) {
+        let mut slots = self.lock();
+        let Slots {
+            found: found_ids,
+            unsettled,
+        } = &mut *slots;
+        let (from, to) = if found {
+            (unsettled, found_ids)
+        } else {
+            (found_ids, unsettled)
+        };
+        // Only this very slot: if it was evicted meanwhile, the id may have a newer one.
+        if from.peek(&id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            from.remove(&id);
+        }
+        to.insert(id, Arc::clone(slot));
+    }
+
+    /// How many schedule ids are remembered: (found, unsettled), for tests.
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.slots.lock().map(|s| s.len()).unwrap_or_default()
+    fn len(&self) -> (usize, usize) {
+        let slots = self.lock();
+        (slots.found.len(), slots.unsettled.len())
     }
 }
 
@@ -203,15 +268,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn stale_ids_are_forgotten_once_many_are_remembered() {
+    async fn random_ids_far_beyond_the_bound_neither_grow_the_cache_nor_evict_a_real_window() {
         let cache = ScheduleWindows::default();
         let loads = AtomicUsize::new(0);
-        for id in 0..=i64::try_from(PRUNE_ABOVE).unwrap_or_default() {
-            counted(&cache, id, &loads, false).await;
+        assert_eq!(counted(&cache, 1, &loads, true).await, Some(window()));
+        // Fifty times the bound of unknown ids, all within their five seconds.
+        let flood = i64::try_from(50 * UNSETTLED_CAPACITY).unwrap_or(i64::MAX);
+        for id in 2..2 + flood {
+            assert_eq!(counted(&cache, id, &loads, false).await, None);
         }
-        assert_eq!(cache.len(), PRUNE_ABOVE + 1);
+        assert_eq!(cache.len(), (1, UNSETTLED_CAPACITY));
+        // The real schedule's window is still served from memory.
+        assert_eq!(counted(&cache, 1, &loads, true).await, Some(window()));
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1 + 50 * UNSETTLED_CAPACITY,
+            "no second load of the real window"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn found_windows_beyond_their_bound_evict_the_least_recently_used() {
+        let cache = ScheduleWindows::with_capacity(3, 2);
+        let loads = AtomicUsize::new(0);
+        for id in 1..=3 {
+            counted(&cache, id, &loads, true).await;
+        }
+        counted(&cache, 1, &loads, true).await; // 1 is now the most recently used
+        counted(&cache, 4, &loads, true).await; // evicts 2
+        assert_eq!(cache.len(), (3, 0));
+        assert_eq!(loads.load(Ordering::SeqCst), 4);
+        counted(&cache, 1, &loads, true).await;
+        assert_eq!(loads.load(Ordering::SeqCst), 4, "1 was kept");
+        counted(&cache, 2, &loads, true).await;
+        assert_eq!(loads.load(Ordering::SeqCst), 5, "2 was evicted");
+        // An id that stops existing moves to the unsettled ones, and back.
+        tokio::time::advance(FOUND_TTL).await;
+        assert_eq!(counted(&cache, 2, &loads, false).await, None);
+        assert_eq!(cache.len(), (2, 1));
         tokio::time::advance(MISSING_TTL).await;
-        counted(&cache, -1, &loads, false).await;
-        assert_eq!(cache.len(), 1);
+        assert_eq!(counted(&cache, 2, &loads, true).await, Some(window()));
+        assert_eq!(cache.len(), (3, 0));
     }
 }

@@ -105,26 +105,25 @@ pub async fn expire_reservations(
     db: &impl ConnectionTrait,
     reservation_ids: &[Uuid],
 ) -> Result<usize> {
-    Ok(expire_held(db, reservation_ids).await?.len())
+    Ok(expire_held(db, reservation_ids, &[]).await?.len())
 }
 
 /// The conditional flip HELD→EXPIRED judged on the statement's `now()`, and
 /// the seats of the flipped holds made AVAILABLE; returns the freed seats' ids
-/// and new versions.
+/// and new versions. The reservations are locked first (as payment does), then
+/// their seats together with `also_lock` (the seats a reserve batch is about to
+/// write) in ascending id order, so no two transactions wait on each other's
+/// seats in a cycle.
 pub(crate) async fn expire_held(
     db: &impl ConnectionTrait,
     reservation_ids: &[Uuid],
+    also_lock: &[i64],
 ) -> Result<Vec<(i64, i64)>> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH r AS (UPDATE reservations SET status = 'EXPIRED', version = version + 1, updated_at = now()
-                        WHERE id = ANY($1) AND status = 'HELD' AND expires_at <= now() RETURNING id)
-             UPDATE seats SET status = 'AVAILABLE', reservation_id = NULL, hold_expires_at = NULL,
-                              version = version + 1
-             WHERE reservation_id IN (SELECT id FROM r) AND status = 'HELD'
-             RETURNING id, version",
-            [reservation_ids.to_vec().into()],
+            EXPIRE_SQL,
+            [reservation_ids.to_vec().into(), also_lock.to_vec().into()],
         ))
         .await?;
     rows.iter()
@@ -136,6 +135,25 @@ pub(crate) async fn expire_held(
         })
         .collect()
 }
+
+/// `locked` counts `r` (flipping and locking every reservation) before it
+/// looks at its first seat, and locks the seats in id order; the update then
+/// touches only rows `locked` already holds. The seats are found through
+/// `reservation_seats`' primary key: `seats.reservation_id` has no index.
+const EXPIRE_SQL: &str = "WITH r AS (
+  UPDATE reservations SET status = 'EXPIRED', version = version + 1, updated_at = now()
+  WHERE id = ANY($1) AND status = 'HELD' AND expires_at <= now() RETURNING id),
+locked AS MATERIALIZED (
+  SELECT id FROM seats
+  WHERE (SELECT count(*) FROM r) >= 0
+    AND id IN (SELECT unnest($2::bigint[]) UNION ALL
+               SELECT seat_id FROM reservation_seats WHERE reservation_id IN (SELECT id FROM r))
+  ORDER BY id FOR NO KEY UPDATE)
+UPDATE seats s SET status = 'AVAILABLE', reservation_id = NULL, hold_expires_at = NULL,
+                   version = s.version + 1
+FROM locked l
+WHERE s.id = l.id AND s.reservation_id IN (SELECT id FROM r) AND s.status = 'HELD'
+RETURNING s.id, s.version";
 
 #[derive(FromQueryResult)]
 struct OverdueId {
@@ -156,7 +174,7 @@ pub async fn sweep_expired(db: &DatabaseConnection, limit: u64) -> Result<u64> {
     .await?;
     let ids: Vec<Uuid> = rows.into_iter().map(|row| row.id).collect();
     if !ids.is_empty() {
-        expire_held(&txn, &ids).await?;
+        expire_held(&txn, &ids, &[]).await?;
     }
     txn.commit().await?;
     // Locked, held and overdue in this transaction: each of them was expired.

@@ -11,6 +11,13 @@
 //! first) or a statement fails, the whole transaction rolls back with nothing
 //! written, and the caller runs each job alone with [`reserve`] — so one job's
 //! conflict or error never decides another job's outcome.
+//!
+//! Lock order: advisory locks per (user, schedule) ascending, then any overdue
+//! reservations, then every seat row the batch writes in ascending id order,
+//! all locked by the batch's first seat-writing statement before it writes one.
+//! Batches wanting the same seats in other job orders therefore queue behind
+//! each other instead of deadlocking (each would wait `deadlock_timeout`, then
+//! one would re-run all its jobs alone).
 
 use std::collections::{HashMap, HashSet};
 
@@ -77,8 +84,10 @@ pub async fn settle_batch(
         return Ok(Some(outcomes));
     }
     if !plan.overdue.is_empty() {
+        // The expiry is the batch's first seat write: it locks the batch's seats too, in order.
         let overdue: Vec<Uuid> = plan.overdue.iter().copied().collect();
-        for (seat, version) in super::expire_held(&txn, &overdue).await? {
+        let seats: Vec<i64> = plan.seat_writes.iter().map(|(seat, _)| *seat).collect();
+        for (seat, version) in super::expire_held(&txn, &overdue, &seats).await? {
             plan.versions.insert(seat, version);
         }
     }
@@ -464,9 +473,18 @@ async fn write(txn: &DatabaseTransaction, plan: &Plan<'_>) -> Result<usize> {
     Ok(usize::try_from(held).unwrap_or(0))
 }
 
+/// `locked` takes the seats' row locks in ascending id order before `held`
+/// writes any (an update touches a row only once `locked` has returned it, so
+/// every lower seat of the batch is locked by then): two batches wanting the
+/// same seats in opposite job orders then queue instead of deadlocking. An
+/// `UPDATE … FROM` alone locks in whatever order its plan reads the rows.
 /// Foreign keys between the parts are checked at the end of the statement, so
 /// seats and links may point at reservations inserted beside them.
 const WRITE_SQL: &str = "WITH plan AS (SELECT $1::jsonb AS p),
+locked AS MATERIALIZED (
+  SELECT id FROM seats
+  WHERE id IN (SELECT v.id FROM plan, jsonb_to_recordset(plan.p->'seats') AS v(id bigint))
+  ORDER BY id FOR NO KEY UPDATE),
 res AS (
   INSERT INTO reservations (id, user_id, schedule_id, status, total_price, expires_at, version,
                             job_id, created_at, updated_at)
@@ -476,8 +494,9 @@ res AS (
 held AS (
   UPDATE seats s SET status = 'HELD', reservation_id = v.reservation_id, hold_expires_at = $2,
                      version = s.version + 1
-  FROM plan, jsonb_to_recordset(plan.p->'seats') AS v(id bigint, version bigint, reservation_id uuid)
-  WHERE s.id = v.id AND s.version = v.version AND s.status = 'AVAILABLE'
+  FROM locked l, plan,
+       jsonb_to_recordset(plan.p->'seats') AS v(id bigint, version bigint, reservation_id uuid)
+  WHERE s.id = l.id AND s.id = v.id AND s.version = v.version AND s.status = 'AVAILABLE'
   RETURNING s.id),
 links AS (
   INSERT INTO reservation_seats (reservation_id, seat_id, reservation_status)
