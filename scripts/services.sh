@@ -23,6 +23,7 @@ wait_for() { # description, command...
 
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 pg_login() { PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1'; }
+pg_sql() { PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qtAc "$1"; }
 
 ensure_postgres() {
   if command -v pg_isready >/dev/null && pg_up; then
@@ -41,6 +42,15 @@ ensure_postgres() {
   if ! pg_login >/dev/null 2>&1; then
     say "setting the local postgres role's password to match the default DATABASE_URL"
     as_postgres psql -qc "ALTER USER postgres PASSWORD 'postgres'"
+  fi
+  # A production PostgreSQL analyses its tables as they change; some images
+  # ship `autovacuum = off` (a conf.d file), and then the service's tables are
+  # never analysed and its plans are guessed (docs/DURABILITY.md, "What the
+  # service expects of PostgreSQL"). ALTER SYSTEM overrides conf.d; a reload applies it.
+  if [ "$(pg_sql 'SHOW autovacuum')" != on ]; then
+    say "turning on PostgreSQL autovacuum (ALTER SYSTEM SET autovacuum = on; reload)"
+    pg_sql "ALTER SYSTEM SET autovacuum = on" >/dev/null
+    pg_sql "SELECT pg_reload_conf()" >/dev/null
   fi
 }
 
