@@ -15,21 +15,6 @@ use common::{Fan, TestApp, eventually, problem};
 use domain::jobs::JobKind;
 use serde_json::{Value, json};
 
-/// Jobs waiting in `queue` (the active list and apalis' scheduled set).
-async fn backlog(app: &TestApp, queue: &str) -> i64 {
-    let queue = format!("{}_{queue}", app.redis_prefix());
-    let mut redis = app.redis().await;
-    let (active, scheduled): (i64, i64) = redis::pipe()
-        .cmd("LLEN")
-        .arg(format!("{queue}:active"))
-        .cmd("ZCARD")
-        .arg(format!("{queue}:scheduled"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    active + scheduled
-}
-
 async fn recharge(app: &TestApp, fan: &Fan, amount: i64, key: Option<&str>) -> reqwest::Response {
     let mut req = app
         .http
@@ -102,7 +87,7 @@ async fn one_fans_reserve_loop_gets_too_many_jobs_and_never_crowds_out_another_f
         assert_eq!(p["retryAfter"], "1", "{p}");
     }
     assert_eq!(
-        backlog(app, "reserve").await,
+        app.backlog("reserve").await,
         8,
         "refused reserves queue nothing"
     );
@@ -123,7 +108,7 @@ async fn one_fans_reserve_loop_gets_too_many_jobs_and_never_crowds_out_another_f
     .await;
     let replayed: Vec<_> = first_key.iter().filter(|(_, s)| *s == 202).collect();
     assert_eq!(replayed.len(), 8, "{first_key:?}");
-    assert_eq!(backlog(app, "reserve").await, 9, "a replay queues nothing");
+    assert_eq!(app.backlog("reserve").await, 9, "a replay queues nothing");
 
     // Once the flooder's jobs are final, their places are free again.
     let worker = TestApp::builder().sibling_of(app).workers(1).spawn().await;
@@ -156,14 +141,14 @@ async fn a_recharge_flood_is_bounded_per_user_and_by_the_recharge_backlog() {
         refused.iter().all(|p| p["code"] == "TOO_MANY_JOBS"),
         "{refused:?}"
     );
-    assert_eq!(backlog(&app, "recharge").await, 8);
+    assert_eq!(app.backlog("recharge").await, 8);
 
     // Others fill the recharge backlog to its bound; past it, recharges are shed
     // (the gate reads the backlog every 100 ms, so wait for it to see it).
     for _ in 0..4 {
         TestApp::accepted_job(recharge(&app, &fans[1], 1_000, None).await).await;
     }
-    assert_eq!(backlog(&app, "recharge").await, 12);
+    assert_eq!(app.backlog("recharge").await, 12);
     // The gate reads the backlog every 100 ms: wait until this api's gate has.
     eventually(Duration::from_secs(10), || async {
         app.state
@@ -183,7 +168,7 @@ async fn a_recharge_flood_is_bounded_per_user_and_by_the_recharge_backlog() {
     assert_eq!(p["code"], "BUSY", "{p}");
     assert!(p["detail"].as_str().unwrap().contains("RECHARGE"), "{p}");
     assert_eq!(
-        backlog(&app, "recharge").await,
+        app.backlog("recharge").await,
         12,
         "a shed recharge queues nothing"
     );
@@ -241,15 +226,7 @@ async fn a_user_holds_at_most_user_long_polls_max_open_long_polls() {
         })
         .collect();
     let places = format!("{}:longpolls:{}", app.redis_prefix(), fans[0].user_id);
-    eventually(Duration::from_secs(10), || async {
-        let held: i64 = redis::cmd("ZCARD")
-            .arg(&places)
-            .query_async(&mut app.redis().await)
-            .await
-            .unwrap();
-        (held == 2).then_some(())
-    })
-    .await;
+    places_held(&app, &places, 2).await;
 
     // ...so a third is refused, while a plain read and another fan's long-poll are not.
     let third = app
@@ -274,13 +251,18 @@ async fn a_user_holds_at_most_user_long_polls_max_open_long_polls() {
         let (status, body) = poll.await.unwrap();
         assert_eq!((status, body["status"].as_str()), (200, Some("SUCCEEDED")));
     }
+    places_held(&app, &places, 0).await;
+}
+
+/// Waits until the user's long-poll places in Redis number `n`.
+async fn places_held(app: &TestApp, places: &str, n: i64) {
     eventually(Duration::from_secs(10), || async {
         let held: i64 = redis::cmd("ZCARD")
-            .arg(&places)
+            .arg(places)
             .query_async(&mut app.redis().await)
             .await
             .unwrap();
-        (held == 0).then_some(())
+        (held == n).then_some(())
     })
     .await;
 }
@@ -338,7 +320,7 @@ async fn a_keyed_replay_after_the_status_expired_answers_the_finished_job_and_ru
     vacuum_task(&app, "recharge", &id).await;
     let replay = recharge(&app, &fan, 5_000, Some("top-up")).await;
     assert_eq!(TestApp::accepted_job(replay).await, id);
-    assert_eq!(backlog(&app, "recharge").await, 0, "nothing queued again");
+    assert_eq!(app.backlog("recharge").await, 0, "nothing queued again");
     let job: Value = app
         .get_as(&fan.access, &format!("/v1/jobs/{id}"))
         .await
@@ -385,7 +367,7 @@ async fn a_replayed_payment_never_ends_the_fans_current_session() {
     vacuum_task(&app, "pay", &paid).await;
     let replay = pay(&app, &session, &reservation, "pay-once").await;
     assert_eq!(TestApp::accepted_job(replay).await, paid);
-    assert_eq!(backlog(&app, "pay").await, 0, "nothing queued again");
+    assert_eq!(app.backlog("pay").await, 0, "nothing queued again");
     let job: Value = app
         .get_as(&fan.access, &format!("/v1/jobs/{paid}"))
         .await

@@ -11,22 +11,6 @@ use std::time::Duration;
 
 use common::{TestApp, eventually, problem};
 
-/// Reserve jobs waiting: apalis-redis parks a new task in the queue's
-/// scheduled set (due now) until a worker's fetch moves it to the active list.
-async fn backlog(app: &TestApp) -> i64 {
-    let queue = format!("{}_reserve", app.redis_prefix());
-    let mut redis = app.redis().await;
-    let (active, scheduled): (i64, i64) = redis::pipe()
-        .cmd("LLEN")
-        .arg(format!("{queue}:active"))
-        .cmd("ZCARD")
-        .arg(format!("{queue}:scheduled"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    active + scheduled
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserves_past_the_backlog_bound_are_shed_with_429_and_taken_again_once_it_drains() {
     // No worker at first: every accepted reserve stays in the backlog.
@@ -44,7 +28,7 @@ async fn reserves_past_the_backlog_bound_are_shed_with_429_and_taken_again_once_
         let id = TestApp::accepted_job(app.reserve(fan, schedule, &[seat], Some(&key)).await).await;
         accepted.push((fan, seat, key, id));
     }
-    assert_eq!(backlog(&app).await, 3);
+    assert_eq!(app.backlog("reserve").await, 3);
 
     // The gate reads the backlog every 100 ms: reserves are shed once it has
     // (one or two may still get in before that: the bound is soft by a refresh).
@@ -54,7 +38,7 @@ async fn reserves_past_the_backlog_bound_are_shed_with_429_and_taken_again_once_
         let fan = &fans[usize::try_from(seat).unwrap() - 1];
         let app = &app;
         async move {
-            let before = backlog(app).await;
+            let before = app.backlog("reserve").await;
             let response = app
                 .reserve(fan, schedule, &[seat], Some(&format!("k{seat}")))
                 .await;
@@ -72,7 +56,11 @@ async fn reserves_past_the_backlog_bound_are_shed_with_429_and_taken_again_once_
     let p = problem(response, 429).await;
     assert_eq!(p["code"], "BUSY", "{p}");
     assert!(p["detail"].as_str().unwrap().contains("retry in"), "{p}");
-    assert_eq!(backlog(&app).await, before, "a shed reserve queues nothing");
+    assert_eq!(
+        app.backlog("reserve").await,
+        before,
+        "a shed reserve queues nothing"
+    );
 
     // A retried request is shed too (nothing is spent on a shed request)...
     let (fan, seat, key, id) = &accepted[0];

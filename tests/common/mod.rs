@@ -389,6 +389,22 @@ impl TestApp {
     pub fn redis_prefix(&self) -> &str {
         &self.config.redis_prefix
     }
+
+    /// Jobs waiting in `queue` (e.g. `reserve`): apalis-redis parks a new task
+    /// in the queue's scheduled set (due now) until a worker's fetch moves it
+    /// to the active list, so both count.
+    pub async fn backlog(&self, queue: &str) -> i64 {
+        let queue = format!("{}_{queue}", self.redis_prefix());
+        let (active, scheduled): (i64, i64) = redis::pipe()
+            .cmd("LLEN")
+            .arg(format!("{queue}:active"))
+            .cmd("ZCARD")
+            .arg(format!("{queue}:scheduled"))
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap();
+        active + scheduled
+    }
 }
 
 impl Drop for TestApp {
