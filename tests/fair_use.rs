@@ -11,21 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fan, TestApp, eventually, problem};
+use common::{TestApp, eventually, problem};
 use domain::jobs::JobKind;
 use serde_json::{Value, json};
-
-async fn recharge(app: &TestApp, fan: &Fan, amount: i64, key: Option<&str>) -> reqwest::Response {
-    let mut req = app
-        .http
-        .post(app.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
-        .bearer_auth(&fan.access)
-        .json(&json!({ "amount": amount }));
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    req.send().await.unwrap()
-}
 
 async fn pay(app: &TestApp, token: &str, reservation: &str, key: &str) -> reqwest::Response {
     app.http
@@ -133,8 +121,7 @@ async fn a_recharge_flood_is_bounded_per_user_and_by_the_recharge_backlog() {
     let fans = app.active_fans(3).await;
 
     // One fresh account: 30 recharges at once, 8 taken.
-    let answers =
-        futures::future::join_all((0..30).map(|_| recharge(&app, &fans[0], 1_000, None))).await;
+    let answers = futures::future::join_all((0..30).map(|_| app.recharge(&fans[0], 1_000))).await;
     let (accepted, refused) = sort_answers(answers).await;
     assert_eq!(accepted.len(), 8);
     assert!(
@@ -146,7 +133,7 @@ async fn a_recharge_flood_is_bounded_per_user_and_by_the_recharge_backlog() {
     // Others fill the recharge backlog to its bound; past it, recharges are shed
     // (the gate reads the backlog every 100 ms, so wait for it to see it).
     for _ in 0..4 {
-        TestApp::accepted_job(recharge(&app, &fans[1], 1_000, None).await).await;
+        TestApp::accepted_job(app.recharge(&fans[1], 1_000).await).await;
     }
     assert_eq!(app.backlog("recharge").await, 12);
     // The gate reads the backlog every 100 ms: wait until this api's gate has.
@@ -159,7 +146,7 @@ async fn a_recharge_flood_is_bounded_per_user_and_by_the_recharge_backlog() {
     })
     .await;
     let shed = eventually(Duration::from_secs(10), || async {
-        let response = recharge(&app, &fans[2], 1_000, None).await;
+        let response = app.recharge(&fans[2], 1_000).await;
         (response.status() == 429).then_some(response)
     })
     .await;
@@ -208,8 +195,8 @@ async fn a_user_holds_at_most_user_long_polls_max_open_long_polls() {
         .spawn()
         .await;
     let fans = app.active_fans(2).await;
-    let job = TestApp::accepted_job(recharge(&app, &fans[0], 500, None).await).await;
-    let others = TestApp::accepted_job(recharge(&app, &fans[1], 500, None).await).await;
+    let job = TestApp::accepted_job(app.recharge(&fans[0], 500).await).await;
+    let others = TestApp::accepted_job(app.recharge(&fans[1], 500).await).await;
 
     // Two long-polls wait on the queued job (no worker yet)...
     let polls: Vec<_> = (0..2)
@@ -300,33 +287,23 @@ async fn a_keyed_replay_after_the_status_expired_answers_the_finished_job_and_ru
         .spawn()
         .await;
     let fan = app.active_fan().await;
-    let id = TestApp::accepted_job(recharge(&app, &fan, 5_000, Some("top-up")).await).await;
+    let id = TestApp::accepted_job(app.recharge_keyed(&fan, 5_000, Some("top-up")).await).await;
     assert_eq!(app.final_job(&fan.access, &id).await["status"], "SUCCEEDED");
     status_expired(&app, &id).await;
 
     // The task is still in its queue's data (finished): the replay answers it.
-    let replay = recharge(&app, &fan, 5_000, Some("top-up")).await;
+    let replay = app.recharge_keyed(&fan, 5_000, Some("top-up")).await;
     assert_eq!(TestApp::accepted_job(replay).await, id);
-    let job: Value = app
-        .get_as(&fan.access, &format!("/v1/jobs/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job = app.job_now(&fan.access, &id).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
 
     // Vacuumed too: the answer comes from PostgreSQL, and still nothing runs again.
     status_expired(&app, &id).await;
     vacuum_task(&app, "recharge", &id).await;
-    let replay = recharge(&app, &fan, 5_000, Some("top-up")).await;
+    let replay = app.recharge_keyed(&fan, 5_000, Some("top-up")).await;
     assert_eq!(TestApp::accepted_job(replay).await, id);
     assert_eq!(app.backlog("recharge").await, 0, "nothing queued again");
-    let job: Value = app
-        .get_as(&fan.access, &format!("/v1/jobs/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job = app.job_now(&fan.access, &id).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     assert_eq!(job["result"]["balance"], 5_000, "{job}");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM ledger_entries").await, 1);
@@ -343,7 +320,7 @@ async fn a_replayed_payment_never_ends_the_fans_current_session() {
         .as_i64()
         .unwrap();
     let fan = app.active_fan().await;
-    let topped = TestApp::accepted_job(recharge(&app, &fan, 10_000, None).await).await;
+    let topped = TestApp::accepted_job(app.recharge(&fan, 10_000).await).await;
     app.final_job(&fan.access, &topped).await;
     let hold = TestApp::accepted_job(app.reserve(&fan, schedule, &[7], None).await).await;
     let reservation = app.final_job(&fan.access, &hold).await["result"]["reservationId"]
@@ -368,12 +345,7 @@ async fn a_replayed_payment_never_ends_the_fans_current_session() {
     let replay = pay(&app, &session, &reservation, "pay-once").await;
     assert_eq!(TestApp::accepted_job(replay).await, paid);
     assert_eq!(app.backlog("pay").await, 0, "nothing queued again");
-    let job: Value = app
-        .get_as(&fan.access, &format!("/v1/jobs/{paid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job = app.job_now(&fan.access, &paid).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     let current: Value = app
         .get_as(&session, "/v1/queue/tokens/current")

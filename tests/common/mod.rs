@@ -333,13 +333,32 @@ impl TestApp {
 
     /// POSTs a recharge of `amount` won as `fan` (access token, no idempotency key).
     pub async fn recharge(&self, fan: &Fan, amount: i64) -> reqwest::Response {
-        self.http
+        self.recharge_keyed(fan, amount, None).await
+    }
+
+    /// POSTs a recharge of `amount` won as `fan`, optionally with an idempotency key.
+    pub async fn recharge_keyed(
+        &self,
+        fan: &Fan,
+        amount: i64,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
             .post(self.url(&format!("/v1/users/{}/balance/recharges", fan.user_id)))
             .bearer_auth(&fan.access)
-            .json(&serde_json::json!({ "amount": amount }))
-            .send()
-            .await
-            .expect("request")
+            .json(&serde_json::json!({ "amount": amount }));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// A job as `token` (its owner's access or queue token) reads it now, without waiting.
+    pub async fn job_now(&self, token: &str, job_id: &str) -> serde_json::Value {
+        let resp = self.get_as(token, &format!("/v1/jobs/{job_id}")).await;
+        assert_eq!(resp.status(), 200, "reading job {job_id}");
+        resp.json().await.unwrap()
     }
 
     /// The job id of a 202 answer (checking its shape).
