@@ -368,7 +368,8 @@ async fn a_worker_killed_inside_a_batch_transaction_loses_nothing_and_applies_no
         .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}"))
         .spawn()
         .unwrap();
-    let writing = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH plan AS%'";
+    let writing =
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH locked AS MATERIALIZED%'";
     let http = reqwest::Client::new();
     let in_batch = common::eventually(Duration::from_secs(30), || async {
         let open = gauge(&http, port, "concert_reserve_batch_open_jobs").await?;

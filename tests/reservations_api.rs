@@ -280,6 +280,58 @@ async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_task_larger_than_one_statement_expires_every_hold() {
+    // 70 reserves gathered into one batch (a one-second linger) → one expiry
+    // task of 70 holds, which the worker expires 64 holds per statement.
+    let app = TestApp::builder()
+        .workers(1)
+        .env("HOLD_TTL_SECONDS", "3")
+        .env("RESERVE_BATCH_LINGER_MS", "1000")
+        .env("WORKER_SWEEP_INTERVAL_SECONDS", "3600")
+        .spawn()
+        .await;
+    let concert = app.open_concert(2, 10_000).await;
+    let dates: Vec<i64> = (0..2)
+        .map(|i| concert["schedules"][i]["scheduleId"].as_i64().unwrap())
+        .collect();
+    let fans = app.active_fans(70).await;
+    let app = &app;
+    let jobs = join_all(fans.iter().zip(0_i64..).map(|(fan, i)| {
+        let (schedule, seat) = (dates[usize::from(i >= 50)], i % 50 + 1);
+        async move {
+            let id = TestApp::accepted_job(app.reserve(fan, schedule, &[seat], None).await).await;
+            app.final_job(&fan.access, &id).await
+        }
+    }))
+    .await;
+    assert!(
+        jobs.iter().all(|job| job["status"] == "SUCCEEDED"),
+        "{jobs:?}"
+    );
+    let tasks: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("{}_expire_hold:data", app.redis_prefix()))
+        .query_async(&mut app.redis().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "one expiry task for the one batch: {tasks:?}"
+    );
+    eventually(Duration::from_secs(30), || async {
+        let n = app
+            .scalar("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
+            .await;
+        (n == 70).then_some(())
+    })
+    .await;
+    let held = app
+        .scalar("SELECT count(*) FROM seats WHERE status <> 'AVAILABLE'")
+        .await;
+    assert_eq!(held, 0, "every seat of the 70 holds is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_expires_a_hold_whose_expiry_job_was_lost() {
     let app = TestApp::builder()
         .workers(1)

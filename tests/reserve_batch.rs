@@ -154,7 +154,7 @@ async fn a_batch_that_loses_a_seat_race_writes_nothing_and_each_job_then_runs_al
         let waiting = app
             .scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock' AND query LIKE 'WITH plan AS%'",
+                 AND wait_event_type = 'Lock' AND query LIKE 'WITH locked AS MATERIALIZED%'",
             )
             .await;
         (waiting == 1).then_some(())
@@ -220,7 +220,7 @@ async fn batches_taking_the_same_seats_in_opposite_job_orders_never_deadlock() {
     let writes_waiting = || async {
         app.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'WITH plan AS%'",
+             AND wait_event_type = 'Lock' AND query LIKE 'WITH locked AS MATERIALIZED%'",
         )
         .await
     };

@@ -22,6 +22,7 @@ use domain::{
 };
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -35,6 +36,10 @@ pub struct JobContext {
     pub waiting_room: WaitingRoom,
     /// Settles reserve jobs in batches.
     pub reserver: crate::batcher::ReserveBatcher,
+    /// One hold expiry in PostgreSQL at a time per worker: the expiry tasks of
+    /// a busy minute fall due together, and each would otherwise take one of
+    /// the pool's connections while reserves wait for theirs (#28).
+    pub expiries: Arc<Semaphore>,
 }
 
 impl JobContext {
@@ -52,6 +57,7 @@ impl JobContext {
             db,
             redis,
             config: Arc::new(config.clone()),
+            expiries: Arc::new(Semaphore::new(1)),
         }
     }
 }
@@ -197,9 +203,11 @@ pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<()
         // Delayed tasks run on whole seconds and may start a little early.
         let early = (job.expires_at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(early.min(Duration::from_secs(5)) + Duration::from_millis(5)).await;
+        // Waits here, after the early start, so a waiting task holds no connection.
+        let _turn = ctx.expiries.acquire().await?;
         metrics::job_started("expire_hold");
         let prefix = &ctx.config.redis_prefix;
-        match domain::booking::expire_reservations(&ctx.db, &holds).await {
+        match expire_in_chunks(&ctx.db, &holds).await {
             Ok(freed) => {
                 tracing::info!(seats_freed = freed, "hold expiry checked");
                 metrics::job_finished(prefix, "expire_hold", true, None);
@@ -213,6 +221,31 @@ pub async fn expire_hold(job: ExpireHoldJob, ctx: Data<JobContext>) -> Result<()
     }
     .instrument(span)
     .await
+}
+
+/// Holds one expiry statement takes: a batch of `RESERVE_BATCH_MAX` holds is
+/// one expiry task, and a statement over all of them would keep their seats
+/// locked for as long as it takes to free them all.
+const EXPIRE_CHUNK: usize = 64;
+
+/// After each expiry statement the worker's expiries rest three times as long
+/// as it took (they hold `JobContext::expiries` meanwhile): 10,000 holds falling
+/// due in one burst then take about a quarter of one connection's time until
+/// they are freed, not all of the CPU reserves need (#28). Freeing late is
+/// safe: reads and reserves treat an overdue hold as free already.
+const EXPIRY_REST_FACTOR: u32 = 3;
+
+/// Expires `holds` a chunk at a time, each chunk its own statement (and so its
+/// own transaction); returns the seats freed. A chunk that fails leaves the
+/// ones before it done: the retried task finds them expired and skips them.
+async fn expire_in_chunks(db: &DatabaseConnection, holds: &[Uuid]) -> domain::Result<usize> {
+    let mut freed = 0;
+    for chunk in holds.chunks(EXPIRE_CHUNK) {
+        let started = std::time::Instant::now();
+        freed += domain::booking::expire_reservations(db, chunk).await?;
+        tokio::time::sleep(started.elapsed() * EXPIRY_REST_FACTOR).await;
+    }
+    Ok(freed)
 }
 
 /// Finalizes a job past its delivery cap that apalis buried (see

@@ -94,7 +94,10 @@ macro_rules! supervise {
                     tracing::warn!(queue = $queue, %error, "could not record the worker's name");
                 }
                 let (backend, data) = (backend_config(&ctx.config, $queue), ctx.clone());
-                let (poll, concurrency) = (ctx.config.worker_poll_interval, ctx.config.worker_concurrency);
+                let (poll, concurrency) = (
+                    ctx.config.worker_poll_interval,
+                    domain::jobs::backend::concurrency(&ctx.config, $queue),
+                );
                 let redis = ctx.redis.clone();
                 let monitor = monitor(&ctx.config).register(move |_| {
                     WorkerBuilder::new(name.clone())

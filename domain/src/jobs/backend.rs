@@ -39,13 +39,42 @@ pub const fn queue_of(kind: JobKind) -> &'static str {
 /// The backend config of one job queue, tuned per the stack notes:
 /// short heartbeat so a dead worker's jobs are recovered in seconds, not the
 /// 5-minute default, and so a worker that missed a wake-up polls within a second;
-/// plain queue names (a `:` defeats apalis' pub/sub wake-up).
+/// plain queue names (a `:` defeats apalis' pub/sub wake-up). No apalis events:
+/// its scripts would `PUBLISH` every task's lease and completion (two per job)
+/// to channels nothing here subscribes to, and pushes land in the scheduled
+/// set, which publishes nothing anyway (workers poll).
 pub fn backend_config(config: &Config, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(queue_name(&config.redis_prefix, queue))
         .heartbeat_interval(config.worker_heartbeat)
         .missed_heartbeats(config.worker_missed_heartbeats)
-        .batch_size(config.worker_concurrency.clamp(1, 100))
+        .batch_size(fetch_batch(config, queue))
+        .emit_events(false)
+}
+
+/// Jobs one consumer of `queue` takes in at once. A reserve job waits in the
+/// worker's batcher without a connection of its own, so the reserve consumer
+/// takes enough for the batches in PostgreSQL and the next one gathering
+/// (`RESERVE_BATCH_MAX` × (`RESERVE_BATCHES_IN_FLIGHT` + 1)), never fewer than
+/// `WORKER_CONCURRENCY`: batches then grow with the work waiting, where a fixed
+/// 64 capped them and made a closed loop of more clients wait on the worker
+/// (#28). Every other job holds a connection for its transaction.
+pub fn concurrency(config: &Config, queue: &str) -> usize {
+    if queue == RESERVE_QUEUE {
+        let batches = config.reserve_batches_in_flight.saturating_add(1);
+        config
+            .reserve_batch_max
+            .saturating_mul(batches)
+            .max(config.worker_concurrency)
+    } else {
+        config.worker_concurrency
+    }
+}
+
+/// Tasks one fetch takes (apalis' `batch_size`): what the consumer can take, at
+/// most 100 per script call.
+fn fetch_batch(config: &Config, queue: &str) -> usize {
+    concurrency(config, queue).clamp(1, 100)
 }
 
 /// `{prefix}_{queue}`: the stack's prefix keeps stacks sharing one Redis apart.
@@ -88,6 +117,30 @@ mod tests {
             backend_config(&config, "q").orphaned_duration(),
             orphan_window(&config)
         );
+    }
+
+    #[test]
+    fn the_reserve_consumer_takes_in_what_its_batches_can_hold() {
+        let config = |pairs: &[(&str, &str)]| {
+            let map = pairs.iter().map(|(k, v)| (*k, (*v).to_owned()));
+            Config::from_map(&map.collect::<HashMap<_, _>>()).expect("valid")
+        };
+        let defaults = config(&[]);
+        // 256 per batch, one in PostgreSQL and one gathering.
+        assert_eq!(concurrency(&defaults, RESERVE_QUEUE), 512);
+        assert_eq!(concurrency(&defaults, PAY_QUEUE), 64);
+        assert_eq!(backend_config(&defaults, RESERVE_QUEUE).batch_size, 100);
+        assert!(!backend_config(&defaults, PAY_QUEUE).emit_events);
+        let two = config(&[
+            ("RESERVE_BATCH_MAX", "10"),
+            ("RESERVE_BATCHES_IN_FLIGHT", "2"),
+        ]);
+        // Never fewer than WORKER_CONCURRENCY.
+        assert_eq!(concurrency(&two, RESERVE_QUEUE), 64);
+        let small = config(&[("WORKER_CONCURRENCY", "4"), ("RESERVE_BATCH_MAX", "10")]);
+        assert_eq!(concurrency(&small, RESERVE_QUEUE), 20);
+        assert_eq!(concurrency(&small, RECHARGE_QUEUE), 4);
+        assert_eq!(backend_config(&small, RECHARGE_QUEUE).batch_size, 4);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl Config {
             worker_sweep_interval: r.seconds("WORKER_SWEEP_INTERVAL_SECONDS", 5)?,
             worker_max_attempts: r.parse_in("WORKER_MAX_ATTEMPTS", 20, 1..=24)?,
             worker_metrics_addr: r.string("WORKER_METRICS_ADDR", "127.0.0.1:9464"),
-            reserve_batch_max: r.parse_in("RESERVE_BATCH_MAX", 64, 1..=1_000)?,
+            reserve_batch_max: r.parse_in("RESERVE_BATCH_MAX", 256, 1..=1_000)?,
             reserve_batch_linger: Duration::from_millis(r.parse_in(
                 "RESERVE_BATCH_LINGER_MS",
                 0,
