@@ -34,6 +34,21 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
         key = (f"offered {s.get('offered_per_second')}/s: {s.get('holds_completed')} holds ({s.get('iterations_dropped')} dropped by k6), "
                f"{hps:.0f}/s = {hps / pg_tps:.2f} × pgbench; accept {ms(s.get('reserve_accept_ms'))}; "
                f"end-to-end {ms(s.get('hold_end_to_end_ms'))}; failed {s.get('holds_failed')}")
+    elif name.startswith("expiry-burst-"):
+        pg = load(f"{name}-pg")
+        exp = pg.get("expired") or {}
+        key = (f"{s.get('clients')} clients in a closed loop while {s.get('burst_accepted')} of {s.get('burst')} burst holds expire "
+               f"({exp.get('holds', 0)} expired, due within {exp.get('due_within_s', 0):.1f} s, the last {exp.get('latest_s', 0):.1f} s after its time): "
+               f"{(pg.get('pg_holds_per_second') or 0):.0f} holds/s; to a known outcome {ms(s.get('outcome_ms'))}; "
+               f"failed {s.get('holds_failed')}, refused {s.get('reserves_refused')}")
+    elif name.startswith("closed-"):
+        pg, cpu = load(f"{name}-pg"), load(f"{name}-pg").get("cpu_us_per_hold") or {}
+        key = (f"{s.get('clients')} clients in a closed loop: {pg.get('pg_holds')} holds in PostgreSQL, "
+               f"{(pg.get('pg_holds_per_second') or 0):.0f}/s = {(pg.get('pg_holds_per_second') or 0) / pg_tps:.2f} × pgbench; "
+               f"to a known outcome {ms(s.get('outcome_ms'))}; accept {ms(s.get('reserve_accept_ms'))}; "
+               f"CPU µs per hold api {cpu.get('api')}, worker {cpu.get('worker')}, Redis {cpu.get('redis')}, "
+               f"PostgreSQL {cpu.get('postgres')}, stack {cpu.get('stack')}; failed {s.get('holds_failed')}, "
+               f"refused {s.get('reserves_refused')}, clients out of seats {s.get('clients_out_of_seats')}")
     elif name == "overload":
         key = (f"offered {s.get('offered_per_second')} reserves/s + {s.get('pollers')} long-polling fans: {s.get('accepted')} accepted, "
                f"{s.get('shed_429', 0)} shed 429 (answered {ms(s.get('shed_ms'))}), "
