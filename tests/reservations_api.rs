@@ -219,16 +219,32 @@ async fn a_hold_expires_after_its_ttl_and_the_seat_can_be_reserved_again() {
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
-    // A one-second linger gathers the four reserves into one batch.
-    let app = TestApp::builder()
+/// One worker whose reserves gather into one batch (a one-second linger), holds
+/// of 3 s, and no sweep: only the batch's expiry task frees them.
+async fn one_batch_of_short_holds() -> TestApp {
+    TestApp::builder()
         .workers(1)
         .env("HOLD_TTL_SECONDS", "3")
         .env("RESERVE_BATCH_LINGER_MS", "1000")
         .env("WORKER_SWEEP_INTERVAL_SECONDS", "3600")
         .spawn()
-        .await;
+        .await
+}
+
+async fn until_expired(app: &TestApp, holds: i64) {
+    eventually(Duration::from_secs(30), || async {
+        let n = app
+            .scalar("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
+            .await;
+        (n == holds).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
+    // A one-second linger gathers the four reserves into one batch.
+    let app = one_batch_of_short_holds().await;
     let schedule = first_schedule(&app).await;
     let fans = app.active_fans(4).await;
     let app = &app;
@@ -264,13 +280,7 @@ async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
     assert_eq!(scheduled, holds, "every hold is in exactly one expiry task");
     assert_eq!(tasks.len(), 1, "one task for the batch: {tasks:?}");
     // That one task (the sweep is off) expires all four and frees their seats.
-    eventually(Duration::from_secs(20), || async {
-        let n = app
-            .scalar("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
-            .await;
-        (n == 4).then_some(())
-    })
-    .await;
+    until_expired(app, 4).await;
     for seat in 21..25 {
         assert_eq!(
             seat_status(app, &fans[0], schedule, seat).await,
@@ -283,13 +293,7 @@ async fn the_holds_of_one_batch_share_one_expiry_task_that_expires_them_all() {
 async fn an_expiry_task_larger_than_one_statement_expires_every_hold() {
     // 70 reserves gathered into one batch (a one-second linger) → one expiry
     // task of 70 holds, which the worker expires 64 holds per statement.
-    let app = TestApp::builder()
-        .workers(1)
-        .env("HOLD_TTL_SECONDS", "3")
-        .env("RESERVE_BATCH_LINGER_MS", "1000")
-        .env("WORKER_SWEEP_INTERVAL_SECONDS", "3600")
-        .spawn()
-        .await;
+    let app = one_batch_of_short_holds().await;
     let concert = app.open_concert(2, 10_000).await;
     let dates: Vec<i64> = (0..2)
         .map(|i| concert["schedules"][i]["scheduleId"].as_i64().unwrap())
@@ -318,13 +322,7 @@ async fn an_expiry_task_larger_than_one_statement_expires_every_hold() {
         1,
         "one expiry task for the one batch: {tasks:?}"
     );
-    eventually(Duration::from_secs(30), || async {
-        let n = app
-            .scalar("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'")
-            .await;
-        (n == 70).then_some(())
-    })
-    .await;
+    until_expired(app, 70).await;
     let held = app
         .scalar("SELECT count(*) FROM seats WHERE status <> 'AVAILABLE'")
         .await;
