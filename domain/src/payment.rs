@@ -7,11 +7,11 @@
 //! same reservation row means pay and expiry can never both win.
 
 use chrono::Utc;
-use entity::{payments, reservations, seats, wallets};
+use entity::{payments, reservation_seats, reservations, seats, wallets};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -102,6 +102,19 @@ async fn try_pay(db: &DatabaseConnection, job: &PayJob) -> Result<Attempt> {
         .col_expr(
             seats::Column::Version,
             Expr::col(seats::Column::Version).add(1),
+        )
+        // Found through reservation_seats' primary key: `seats.reservation_id`
+        // has no index (one would cost the seats' HOT updates), and this filter
+        // alone read every seat per payment — 138.6 M rows in the load test's
+        // 1,230 journeys (loadtest/run's seqscans.txt, #28).
+        .filter(
+            seats::Column::Id.in_subquery(
+                Query::select()
+                    .column(reservation_seats::Column::SeatId)
+                    .from(reservation_seats::Entity)
+                    .and_where(reservation_seats::Column::ReservationId.eq(reservation.id))
+                    .to_owned(),
+            ),
         )
         .filter(seats::Column::ReservationId.eq(reservation.id))
         .filter(seats::Column::Status.eq("HELD"))
