@@ -42,7 +42,8 @@ for name, status, api_rss, api_cpu, w_rss, w_cpu, elapsed, nonfinal, k6_cpu in r
                f"{(pg.get('pg_holds_per_second') or 0):.0f} holds/s; to a known outcome {ms(s.get('outcome_ms'))}; "
                f"failed {s.get('holds_failed')}, refused {s.get('reserves_refused')}")
     elif name.startswith("closed-"):
-        pg, cpu = load(f"{name}-pg"), load(f"{name}-pg").get("cpu_us_per_hold") or {}
+        pg = load(f"{name}-pg")
+        cpu = pg.get("cpu_us_per_hold") or {}
         key = (f"{s.get('clients')} clients in a closed loop: {pg.get('pg_holds')} holds in PostgreSQL, "
                f"{(pg.get('pg_holds_per_second') or 0):.0f}/s = {(pg.get('pg_holds_per_second') or 0) / pg_tps:.2f} × pgbench; "
                f"to a known outcome {ms(s.get('outcome_ms'))}; accept {ms(s.get('reserve_accept_ms'))}; "
