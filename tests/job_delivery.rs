@@ -98,6 +98,64 @@ async fn two_deliveries_of_one_job_racing_each_other_have_one_effect() {
 }
 
 #[tokio::test]
+async fn a_batch_marks_all_its_jobs_in_one_call_and_each_announcement_carries_the_final_status() {
+    use futures::StreamExt;
+    let app = TestApp::spawn().await;
+    let redis = domain::platform::redis_conn::connect(&app.config)
+        .await
+        .unwrap();
+    let store = StatusStore::new(redis, &app.config);
+    let mut pubsub = redis::Client::open(app.config.redis_url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    pubsub.subscribe(store.done_channel()).await.unwrap();
+    let jobs: Vec<domain::jobs::JobHeader> = (0..3)
+        .map(|_| domain::jobs::JobHeader {
+            job_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            accepted_at: Utc::now(),
+        })
+        .collect();
+    let kind = JobKind::Reserve;
+    assert_eq!(
+        store.start_deliveries(kind, &jobs).await.unwrap(),
+        [1, 1, 1]
+    );
+    assert_eq!(
+        store.start_deliveries(kind, &jobs[1..]).await.unwrap(),
+        [2, 2],
+        "each job keeps its own count"
+    );
+    let outcomes = [
+        Outcome::Succeeded(serde_json::json!({"seat": "A/1", "name": "좌석 \"1\""})),
+        Outcome::failed("SEAT_UNAVAILABLE", "seat 1 is taken"),
+        Outcome::Succeeded(serde_json::json!({"n": 3})),
+    ];
+    let finals: Vec<_> = jobs.iter().copied().zip(&outcomes).collect();
+    store.mark_finals(kind, &finals).await.unwrap();
+    let mut messages = pubsub.on_message();
+    for job in &jobs {
+        let payload: String = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .expect("announced")
+            .unwrap()
+            .get_payload()
+            .unwrap();
+        let (id, carried) = domain::jobs::status::announced(&payload).unwrap();
+        assert_eq!(id, job.job_id, "announced in the batch's order");
+        let stored = store.get(&app.db, id).await.unwrap();
+        assert!(stored.phase.is_final());
+        assert_eq!(
+            carried,
+            Some(stored),
+            "the announcement carries what a read shows"
+        );
+    }
+}
+
+#[tokio::test]
 async fn status_moves_forward_only_and_falls_back_to_the_durable_outcome() {
     let app = TestApp::spawn().await;
     let redis = domain::platform::redis_conn::connect(&app.config)

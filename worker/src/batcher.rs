@@ -2,7 +2,9 @@
 //! `domain::booking::settle_batch`).
 //!
 //! Each reserve handler hands its job to one batcher task and awaits its
-//! outcome. The batcher takes every job waiting at that moment (up to
+//! outcome, recorded: the batch counts its jobs' deliveries and records them
+//! RUNNING in one Redis script call, and their final statuses in another (a
+//! job past its delivery cap is finalized as failed instead of run). The batcher takes every job waiting at that moment (up to
 //! `RESERVE_BATCH_MAX`) into one transaction, so batches grow with load: while
 //! `RESERVE_BATCHES_IN_FLIGHT` batches are in PostgreSQL the next one gathers,
 //! and a job arriving at an idle worker goes through at once, alone. A batch
@@ -18,7 +20,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use domain::{
     booking::HoldPolicy,
-    jobs::{Outcome, ReserveJob, producer::JobProducer},
+    jobs::{JobHeader, JobKind, Outcome, ReserveJob, producer::JobProducer, status::StatusStore},
     ops::metrics,
 };
 use sea_orm::DatabaseConnection;
@@ -37,8 +39,17 @@ pub struct ReserveBatcher {
 struct Settler {
     db: DatabaseConnection,
     producer: JobProducer,
+    deliveries: Deliveries,
     policy: HoldPolicy,
     shape: BatchShape,
+}
+
+/// Where a batch records its jobs' statuses, and how many deliveries a job
+/// gets (`WORKER_MAX_ATTEMPTS`) before it is finalized as failed.
+#[derive(Clone, Debug)]
+pub struct Deliveries {
+    pub status: StatusStore,
+    pub max_attempts: u64,
 }
 
 /// How a worker forms reserve batches (`RESERVE_BATCH_*` settings).
@@ -68,6 +79,7 @@ impl ReserveBatcher {
     pub fn start(
         db: DatabaseConnection,
         producer: JobProducer,
+        deliveries: Deliveries,
         policy: HoldPolicy,
         shape: BatchShape,
     ) -> Self {
@@ -81,6 +93,7 @@ impl ReserveBatcher {
         let settler = Settler {
             db,
             producer,
+            deliveries,
             policy,
             shape,
         };
@@ -88,7 +101,8 @@ impl ReserveBatcher {
         Self { tx }
     }
 
-    /// Runs `job` in the next batch and returns its outcome. Unbounded channel:
+    /// Runs `job` in the next batch and returns its outcome once its final
+    /// status is recorded; `Err`: the queue should deliver it again. Unbounded channel:
     /// apalis' concurrency already bounds the jobs in flight.
     pub async fn reserve(&self, job: ReserveJob) -> domain::Result<Outcome> {
         let (reply, outcome) = oneshot::channel();
@@ -135,7 +149,38 @@ impl Settler {
 
     /// Settles one batch; `slot` is given back once PostgreSQL is done with it.
     async fn settle(&self, batch: Vec<(ReserveJob, Reply)>, slot: OwnedSemaphorePermit) {
-        let (jobs, replies): (Vec<ReserveJob>, Vec<Reply>) = batch.into_iter().unzip();
+        let headers: Vec<JobHeader> = batch.iter().map(|(job, _)| header(job)).collect();
+        let status = &self.deliveries.status;
+        let counted = match status.start_deliveries(JobKind::Reserve, &headers).await {
+            Ok(counted) => counted,
+            Err(error) => {
+                drop(slot);
+                let message = format!("could not record the batch RUNNING: {error}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(domain::Error::Queue(message.clone())));
+                }
+                return;
+            }
+        };
+        // Past the cap: finalized as failed (rare: a job that kept failing).
+        let (mut run, mut exhausted) = (Vec::new(), Vec::new());
+        for (entry, n) in batch.into_iter().zip(counted) {
+            if n > self.deliveries.max_attempts {
+                exhausted.push(entry);
+            } else {
+                run.push(entry);
+            }
+        }
+        for (job, reply) in exhausted {
+            let (db, status) = (self.db.clone(), status.clone());
+            tokio::spawn(async move {
+                let _ = reply.send(finalize_exhausted(&db, &status, &job).await);
+            });
+        }
+        if run.is_empty() {
+            return;
+        }
+        let (jobs, replies): (Vec<ReserveJob>, Vec<Reply>) = run.into_iter().unzip();
         metrics::reserve_batch_opened(jobs.len());
         let settled = domain::booking::settle_batch(&self.db, &jobs, &self.policy).await;
         drop(slot);
@@ -148,8 +193,20 @@ impl Settler {
         match settled {
             Ok(Some(outcomes)) => {
                 schedule_expiries(&self.producer, &outcomes).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let finals: Vec<_> = jobs.iter().map(header).zip(&outcomes).collect();
+                match status.mark_finals(JobKind::Reserve, &finals).await {
+                    Ok(()) => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    // Committed but not recorded: redelivered, each replays its outcome.
+                    Err(error) => {
+                        let message = format!("could not record the batch's outcomes: {error}");
+                        for reply in replies {
+                            let _ = reply.send(Err(domain::Error::Queue(message.clone())));
+                        }
+                    }
                 }
             }
             other => {
@@ -157,19 +214,78 @@ impl Settler {
                     tracing::debug!(%error, jobs = jobs.len(), "reserve batch failed; each job runs alone");
                 }
                 for (job, reply) in jobs.into_iter().zip(replies) {
-                    let (db, producer, policy) =
-                        (self.db.clone(), self.producer.clone(), self.policy);
+                    let (db, producer, status, policy) = (
+                        self.db.clone(),
+                        self.producer.clone(),
+                        status.clone(),
+                        self.policy,
+                    );
                     tokio::spawn(async move {
-                        let outcome = domain::booking::reserve(&db, &job, &policy).await;
-                        if let Ok(outcome) = &outcome {
-                            schedule_expiries(&producer, std::slice::from_ref(outcome)).await;
-                        }
-                        let _ = reply.send(outcome);
+                        let _ =
+                            reply.send(settle_alone(&db, &producer, &status, &job, &policy).await);
                     });
                 }
             }
         }
     }
+}
+
+/// The job's identity as its status records it.
+fn header(job: &ReserveJob) -> JobHeader {
+    JobHeader {
+        job_id: job.job_id,
+        user_id: job.user_id,
+        accepted_at: job.accepted_at,
+    }
+}
+
+/// Runs one job of a batch that could not commit as one, with its retries,
+/// and records its final status.
+async fn settle_alone(
+    db: &DatabaseConnection,
+    producer: &JobProducer,
+    status: &StatusStore,
+    job: &ReserveJob,
+    policy: &HoldPolicy,
+) -> domain::Result<Outcome> {
+    let outcome = domain::booking::reserve(db, job, policy).await?;
+    schedule_expiries(producer, std::slice::from_ref(&outcome)).await;
+    status
+        .mark_final(
+            job.job_id,
+            JobKind::Reserve,
+            job.user_id,
+            job.accepted_at,
+            &outcome,
+        )
+        .await?;
+    Ok(outcome)
+}
+
+/// Finalizes a job past its delivery cap and records its final status.
+async fn finalize_exhausted(
+    db: &DatabaseConnection,
+    status: &StatusStore,
+    job: &ReserveJob,
+) -> domain::Result<Outcome> {
+    let outcome = crate::handlers::give_up(
+        db,
+        job.job_id,
+        JobKind::Reserve,
+        job.user_id,
+        job.accepted_at,
+    )
+    .await?;
+    status
+        .mark_final(
+            job.job_id,
+            JobKind::Reserve,
+            job.user_id,
+            job.accepted_at,
+            &outcome,
+        )
+        .await?;
+    Ok(outcome)
 }
 
 /// Schedules one expiry task per expiry time among the holds in `outcomes`

@@ -51,6 +51,10 @@ impl JobContext {
             reserver: crate::batcher::ReserveBatcher::start(
                 db.clone(),
                 JobProducer::new(redis.clone(), db.clone(), config),
+                crate::batcher::Deliveries {
+                    status: StatusStore::new(redis.clone(), config),
+                    max_attempts: config.worker_max_attempts,
+                },
                 domain::booking::HoldPolicy::from_config(config),
                 crate::batcher::BatchShape::from_config(config),
             ),
@@ -70,17 +74,21 @@ struct Run {
     accepted: chrono::DateTime<Utc>,
 }
 
-/// The common shape: mark RUNNING, count the delivery (finalize as failed past
-/// the cap), run `op`, then record the final status. `Err` asks apalis to retry.
-async fn run_job<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
+/// The common shape: count the job in the metrics, run its delivery, and
+/// record how it ended. `Err` asks apalis to retry.
+async fn run_job<F>(
+    ctx: &JobContext,
+    kind: JobKind,
+    accepted: chrono::DateTime<Utc>,
+    delivery: F,
+) -> Result<Outcome, BoxDynError>
 where
-    F: Future<Output = domain::Result<Outcome>>,
+    F: Future<Output = Result<Outcome, BoxDynError>>,
 {
-    let (kind, accepted) = (run.kind, run.accepted);
     let label = metrics::kind_label(kind);
     metrics::job_started(label);
     // Boxed: the domain operation's future is large (clippy::large_futures).
-    let result = Box::pin(run_delivery(ctx, run, op)).await;
+    let result = Box::pin(delivery).await;
     let prefix = &ctx.config.redis_prefix;
     match &result {
         Ok(outcome) => {
@@ -92,7 +100,10 @@ where
                 settle,
             );
         }
-        Err(error) => record_error(prefix, label, error.as_ref()),
+        Err(error) => {
+            tracing::warn!(%error, "job failed; the queue will retry");
+            record_error(prefix, label, error.as_ref());
+        }
     }
     result
 }
@@ -114,7 +125,8 @@ fn record_error(prefix: &str, label: &'static str, error: &(dyn std::error::Erro
     }
 }
 
-/// One delivery: count it and record RUNNING, the operation, the final status.
+/// One delivery of a job run alone: count it and record RUNNING (finalize as
+/// failed past the cap), the operation, the final status.
 async fn run_delivery<F>(ctx: &JobContext, run: Run, op: F) -> Result<Outcome, BoxDynError>
 where
     F: Future<Output = domain::Result<Outcome>>,
@@ -128,15 +140,9 @@ where
     // One round trip: count this delivery and record RUNNING.
     let deliveries = ctx.status.start_delivery(id, kind, user, accepted).await?;
     let outcome = if deliveries > ctx.config.worker_max_attempts {
-        give_up(ctx, id, kind, user, accepted).await?
+        give_up(&ctx.db, id, kind, user, accepted).await?
     } else {
-        match op.await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::warn!(%error, "job failed; the queue will retry");
-                return Err(error.into());
-            }
-        }
+        op.await?
     };
     ctx.status
         .mark_final(id, kind, user, accepted, &outcome)
@@ -145,16 +151,17 @@ where
     Ok(outcome)
 }
 
-/// Runs a reserve job (its batch schedules the hold's expiry).
+/// Runs a reserve job. Its batch records the batch's RUNNING and final
+/// statuses one script call each, and schedules the holds' expiry.
 pub async fn reserve(job: ReserveJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.reserve", job.id = %job.job_id, request_id = job.request_id.as_deref().unwrap_or(""));
-    let run = Run {
-        id: job.job_id,
-        kind: JobKind::Reserve,
-        user: job.user_id,
-        accepted: job.accepted_at,
+    let accepted = job.accepted_at;
+    let delivery = async {
+        let outcome = ctx.reserver.reserve(job).await?;
+        tracing::info!(outcome = outcome_code(&outcome), "job done");
+        Ok(outcome)
     };
-    run_job(&ctx, run, ctx.reserver.reserve(job))
+    run_job(&ctx, JobKind::Reserve, accepted, delivery)
         .instrument(span)
         .await
         .map(drop)
@@ -169,7 +176,8 @@ pub async fn recharge(job: RechargeJob, ctx: Data<JobContext>) -> Result<(), Box
         user: job.user_id,
         accepted: job.accepted_at,
     };
-    run_job(&ctx, run, domain::wallet::recharge(&ctx.db, &job))
+    let delivery = run_delivery(&ctx, run, domain::wallet::recharge(&ctx.db, &job));
+    run_job(&ctx, JobKind::Recharge, job.accepted_at, delivery)
         .instrument(span)
         .await
         .map(drop)
@@ -185,7 +193,8 @@ pub async fn pay(job: PayJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> 
         accepted: job.accepted_at,
     };
     async {
-        let outcome = run_job(&ctx, run, domain::payment::pay(&ctx.db, &job)).await?;
+        let delivery = run_delivery(&ctx, run, domain::payment::pay(&ctx.db, &job));
+        let outcome = run_job(&ctx, JobKind::Pay, job.accepted_at, delivery).await?;
         if matches!(outcome, Outcome::Succeeded(_)) {
             ctx.waiting_room.end_session(&job.token_id).await?;
         }
@@ -261,34 +270,35 @@ pub async fn finalize_exhausted(
         user_id,
         accepted_at,
     } = job;
-    let outcome = give_up(ctx, job_id, kind, user_id, accepted_at).await?;
+    let outcome = give_up(&ctx.db, job_id, kind, user_id, accepted_at).await?;
     ctx.status
         .mark_final(job_id, kind, user_id, accepted_at, &outcome)
         .await?;
     Ok(outcome)
 }
 
-/// Finalizes a job that kept failing on infrastructure errors.
-async fn give_up(
-    ctx: &JobContext,
+/// Finalizes a job that kept failing on infrastructure errors: its stored
+/// outcome if it has one, else `FAILED` `ATTEMPTS_EXHAUSTED`, stored.
+pub(crate) async fn give_up(
+    db: &DatabaseConnection,
     id: Uuid,
     kind: JobKind,
     user: Uuid,
     accepted: chrono::DateTime<Utc>,
-) -> Result<Outcome, BoxDynError> {
-    if let Some(done) = outcomes::find(&ctx.db, id).await? {
+) -> domain::Result<Outcome> {
+    if let Some(done) = outcomes::find(db, id).await? {
         return Ok(done);
     }
     let outcome = Outcome::failed(
         "ATTEMPTS_EXHAUSTED",
         "the job failed repeatedly on internal errors; nothing was changed",
     );
-    outcomes::insert(&ctx.db, id, kind, user, accepted, &outcome).await?;
+    outcomes::insert(db, id, kind, user, accepted, &outcome).await?;
     tracing::error!("job finalized as failed after its last attempt");
     Ok(outcome)
 }
 
-fn outcome_code(outcome: &Outcome) -> &str {
+pub(crate) fn outcome_code(outcome: &Outcome) -> &str {
     match outcome {
         Outcome::Succeeded(_) => "SUCCEEDED",
         Outcome::Failed { code, .. } => code,

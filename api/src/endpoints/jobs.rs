@@ -129,8 +129,12 @@ impl JobsApi {
                 break;
             }
             let wake = tokio::time::timeout(RECHECK.min(deadline - now), watch.announced());
-            if wake.await.is_ok() {
-                status = Box::pin(store.get(&state.db, id)).await?;
+            if let Ok(carried) = wake.await {
+                // The announcement carries the final status; an older writer's may not.
+                status = match carried {
+                    Some(announced) => (*announced).clone(),
+                    None => Box::pin(store.get(&state.db, id)).await?,
+                };
                 break;
             }
             // The safety net re-reads Redis only: at most one PostgreSQL read per

@@ -2,7 +2,8 @@
 //! waiting requests the moment their job is final — no per-client polling loop.
 //!
 //! Each job with waiters has one entry: a `watch` channel whose value turns
-//! true when the job is announced. A request subscribes once ([`JobWatcher::watch`])
+//! to the job's final status (or to "final, read it" for an announcement
+//! without one) when the job is announced. A request subscribes once ([`JobWatcher::watch`])
 //! and holds a [`Watch`]; dropping it — on any way out of the handler, error
 //! paths included — removes the entry once its last waiter is gone. Every step
 //! is O(1) under the lock, whatever the number of waiters of one job.
@@ -13,11 +14,21 @@ use std::{
     time::Duration,
 };
 
+use domain::jobs::status::{self, JobStatus};
 use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-type Entries = Arc<Mutex<HashMap<Uuid, watch::Sender<bool>>>>;
+type Entries = Arc<Mutex<HashMap<Uuid, watch::Sender<Announced>>>>;
+
+/// What a waiter has heard of its job.
+#[derive(Clone, Debug, Default)]
+enum Announced {
+    #[default]
+    Not,
+    /// Final; with the status when the announcement carried it.
+    Final(Option<Arc<JobStatus>>),
+}
 
 /// Registry of requests waiting for jobs to finish.
 #[derive(Clone, Debug, Default)]
@@ -29,7 +40,7 @@ pub struct JobWatcher {
 #[derive(Debug)]
 pub struct Watch {
     id: Uuid,
-    rx: Option<watch::Receiver<bool>>,
+    rx: Option<watch::Receiver<Announced>>,
     entries: Entries,
 }
 
@@ -54,7 +65,7 @@ impl JobWatcher {
     pub fn watch(&self, job_id: Uuid) -> Watch {
         let rx = self.entries.lock().ok().map(|mut map| {
             map.entry(job_id)
-                .or_insert_with(|| watch::channel(false).0)
+                .or_insert_with(|| watch::channel(Announced::Not).0)
                 .subscribe()
         });
         Watch {
@@ -71,12 +82,18 @@ impl JobWatcher {
 }
 
 impl Watch {
-    /// Resolves once the job has been announced final (at once if it already was).
-    pub async fn announced(&mut self) {
+    /// Resolves once the job has been announced final (at once if it already
+    /// was), with its final status when the announcement carried it.
+    pub async fn announced(&mut self) -> Option<Arc<JobStatus>> {
         match self.rx.as_mut() {
-            Some(rx) => {
-                let _ = rx.wait_for(|done| *done).await;
-            }
+            Some(rx) => match rx.wait_for(|a| matches!(a, Announced::Final(_))).await {
+                Ok(heard) => match &*heard {
+                    Announced::Final(status) => status.clone(),
+                    Announced::Not => None,
+                },
+                // The sender is gone (cannot happen while the entry lives): read it.
+                Err(_) => None,
+            },
             // The registry was unusable: fall back to the caller's re-check timer.
             None => std::future::pending().await,
         }
@@ -99,12 +116,16 @@ async fn listen(redis_url: &str, channel: &str, entries: &Entries) -> redis::Red
     pubsub.subscribe(channel).await?;
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
-        let Ok(Ok(id)) = msg.get_payload::<String>().map(|p| Uuid::parse_str(&p)) else {
+        let Some((id, carried)) = msg
+            .get_payload::<String>()
+            .ok()
+            .and_then(|p| status::announced(&p))
+        else {
             continue;
         };
         // Announce without removing: the waiters' `Watch`es remove the entry as they leave.
         if let Some(tx) = entries.lock().ok().and_then(|map| map.get(&id).cloned()) {
-            tx.send_replace(true);
+            tx.send_replace(Announced::Final(carried.map(Arc::new)));
         }
     }
     Ok(())
@@ -132,7 +153,7 @@ mod tests {
         let id = Uuid::now_v7();
         let (mut a, mut b) = (w.watch(id), w.watch(id));
         let tx = w.entries.lock().map(|m| m.get(&id).cloned()).ok().flatten();
-        tx.expect("an entry").send_replace(true);
+        tx.expect("an entry").send_replace(Announced::Final(None));
         // Both resolve although neither was polling when the announcement came.
         tokio::time::timeout(Duration::from_secs(1), async {
             a.announced().await;

@@ -65,53 +65,92 @@ pub struct StatusStore {
 }
 
 const MARK: &str = r"
--- KEYS[1] status hash, KEYS[2] the job's delivery counter, KEYS[3] the task
--- data hash of the job's queue, KEYS[4] the user's in-flight set of this kind
--- ARGV: phase, now_ms, ttl_s, kind, user, created_ms, result, code, message,
---       done channel, job id
--- Returns {written (1/0), deliveries so far (RUNNING counts one; else 0)}. One
--- round trip per status change: a final status is never overwritten, RUNNING never
+-- Marks one or more jobs (a worker's reserve batch in one call). Per job:
+-- KEYS (4 each): status hash, the job's delivery counter, the task data hash
+-- of the job's queue, the user's in-flight set of this kind.
+-- ARGV: now_ms, ttl_s, done channel; then 8 each: phase, kind, user,
+-- created_ms, result, code, message, job id.
+-- Returns {written (1/0), deliveries so far (RUNNING counts one; else 0)} per
+-- job, flattened. A final status is never overwritten, RUNNING never
 -- replaces a final one, and a final write drops the counter (a late
 -- redelivery replays the stored outcome), frees the job's place in its user's
--- in-flight bound and announces the job to long-polls.
-local final = ARGV[1] == 'SUCCEEDED' or ARGV[1] == 'FAILED'
--- QUEUED is sent beside the push, not after it: only a queued task earns it
--- (a status without a task would make a replayed key skip the push).
-if ARGV[1] == 'QUEUED' and redis.call('HEXISTS', KEYS[3], ARGV[11]) == 0 then
-  return {0, 0}
+-- in-flight bound and announces the job to long-polls ('<id> <hash as a JSON
+-- array of fields and values>'; see `announced`).
+local function mark(k, a)
+  local phase, id = ARGV[a + 1], ARGV[a + 8]
+  local final = phase == 'SUCCEEDED' or phase == 'FAILED'
+  -- QUEUED is sent beside the push, not after it: only a queued task earns it
+  -- (a status without a task would make a replayed key skip the push).
+  if phase == 'QUEUED' and redis.call('HEXISTS', KEYS[k + 3], id) == 0 then
+    return 0, 0
+  end
+  local deliveries = 0
+  if phase == 'RUNNING' then
+    deliveries = redis.call('INCR', KEYS[k + 2])
+    redis.call('EXPIRE', KEYS[k + 2], 86400)
+  end
+  if final then
+    redis.call('DEL', KEYS[k + 2])
+    redis.call('ZREM', KEYS[k + 4], id)
+  end
+  local current = redis.call('HGET', KEYS[k + 1], 'status')
+  if current == 'SUCCEEDED' or current == 'FAILED' then return 0, deliveries end
+  if phase == 'QUEUED' and current then return 0, deliveries end
+  -- One HSET per write. Any phase may write the hash first (a QUEUED write can
+  -- be lost), so the first write of a hash also records who and when.
+  local fields = {'status', phase, 'updated', ARGV[1], 'kind', ARGV[a + 2]}
+  if not current then
+    fields[#fields + 1] = 'created'; fields[#fields + 1] = ARGV[a + 4]
+    fields[#fields + 1] = 'user'; fields[#fields + 1] = ARGV[a + 3]
+  end
+  if ARGV[a + 5] ~= '' then fields[#fields + 1] = 'result'; fields[#fields + 1] = ARGV[a + 5] end
+  if ARGV[a + 6] ~= '' then
+    fields[#fields + 1] = 'code'; fields[#fields + 1] = ARGV[a + 6]
+    fields[#fields + 1] = 'message'; fields[#fields + 1] = ARGV[a + 7]
+  end
+  redis.call('HSET', KEYS[k + 1], unpack(fields))
+  redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
+  -- The announcement carries the final hash, so a waiting poll need not read it.
+  if final then
+    redis.call('PUBLISH', ARGV[3], id .. ' ' .. cjson.encode(redis.call('HGETALL', KEYS[k + 1])))
+  end
+  return 1, deliveries
 end
-local deliveries = 0
-if ARGV[1] == 'RUNNING' then
-  deliveries = redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], 86400)
+local out = {}
+for j = 0, #KEYS / 4 - 1 do
+  local written, deliveries = mark(j * 4, 3 + j * 8)
+  out[#out + 1] = written
+  out[#out + 1] = deliveries
 end
-if final then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[4], ARGV[11])
-end
-local current = redis.call('HGET', KEYS[1], 'status')
-if current == 'SUCCEEDED' or current == 'FAILED' then return {0, deliveries} end
-if ARGV[1] == 'QUEUED' and current then return {0, deliveries} end
--- One HSET per write. Any phase may write the hash first (a QUEUED write can
--- be lost), so the first write of a hash also records who and when.
-local fields = {'status', ARGV[1], 'updated', ARGV[2], 'kind', ARGV[4]}
-if not current then
-  fields[#fields + 1] = 'created'; fields[#fields + 1] = ARGV[6]
-  fields[#fields + 1] = 'user'; fields[#fields + 1] = ARGV[5]
-end
-if ARGV[7] ~= '' then fields[#fields + 1] = 'result'; fields[#fields + 1] = ARGV[7] end
-if ARGV[8] ~= '' then
-  fields[#fields + 1] = 'code'; fields[#fields + 1] = ARGV[8]
-  fields[#fields + 1] = 'message'; fields[#fields + 1] = ARGV[9]
-end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if final then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
-return {1, deliveries}
+return out
 ";
 
 /// Built once: `Script::new` hashes the source (SHA-1), and every job status write runs it.
 static MARK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(MARK));
+
+/// What one MARK call records for one job.
+#[derive(Clone, Copy, Debug)]
+enum Change<'a> {
+    Queued,
+    Running,
+    Final(&'a Outcome),
+}
+
+impl Change<'_> {
+    /// Phase, result, code and message as the script takes them ('' for none).
+    fn fields(self) -> (&'static str, String, String, String) {
+        match self {
+            Self::Queued => ("QUEUED", String::new(), String::new(), String::new()),
+            Self::Running => ("RUNNING", String::new(), String::new(), String::new()),
+            Self::Final(Outcome::Succeeded(v)) => {
+                ("SUCCEEDED", v.to_string(), String::new(), String::new())
+            }
+            Self::Final(Outcome::Failed { code, message }) => {
+                ("FAILED", String::new(), code.clone(), message.clone())
+            }
+        }
+    }
+}
 
 impl StatusStore {
     /// A store for the stack `config` names (prefix and status life).
@@ -148,9 +187,12 @@ impl StatusStore {
         user: Uuid,
         created: DateTime<Utc>,
     ) -> Result<()> {
-        self.mark(job_id, kind, "QUEUED", user, created, None)
-            .await
-            .map(drop)
+        let header = JobHeader {
+            job_id,
+            user_id: user,
+            accepted_at: created,
+        };
+        self.mark(&[(kind, header, Change::Queued)]).await.map(drop)
     }
 
     /// Counts a delivery of the job and records `RUNNING` unless it is already
@@ -162,9 +204,24 @@ impl StatusStore {
         user: Uuid,
         created: DateTime<Utc>,
     ) -> Result<u64> {
-        self.mark(job_id, kind, "RUNNING", user, created, None)
-            .await
-            .map(|(_, deliveries)| deliveries)
+        let header = JobHeader {
+            job_id,
+            user_id: user,
+            accepted_at: created,
+        };
+        Ok(self.start_deliveries(kind, &[header]).await?[0])
+    }
+
+    /// [`Self::start_delivery`] for many jobs of one kind in one round trip
+    /// (a worker's reserve batch); deliveries in the order of `jobs`.
+    pub async fn start_deliveries(&self, kind: JobKind, jobs: &[JobHeader]) -> Result<Vec<u64>> {
+        let changes: Vec<_> = jobs.iter().map(|j| (kind, *j, Change::Running)).collect();
+        Ok(self
+            .mark(&changes)
+            .await?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect())
     }
 
     /// Records the final outcome and announces it to long-polling clients
@@ -178,51 +235,57 @@ impl StatusStore {
         created: DateTime<Utc>,
         outcome: &Outcome,
     ) -> Result<()> {
-        let phase = match outcome {
-            Outcome::Succeeded(_) => "SUCCEEDED",
-            Outcome::Failed { .. } => "FAILED",
+        let header = JobHeader {
+            job_id,
+            user_id: user,
+            accepted_at: created,
         };
-        self.mark(job_id, kind, phase, user, created, Some(outcome))
-            .await
-            .map(drop)
+        self.mark_finals(kind, &[(header, outcome)]).await
     }
 
-    async fn mark(
-        &self,
-        job_id: Uuid,
-        kind: JobKind,
-        phase: &str,
-        user: Uuid,
-        created: DateTime<Utc>,
-        outcome: Option<&Outcome>,
-    ) -> Result<(bool, u64)> {
-        let (result, code, message) = match outcome {
-            Some(Outcome::Succeeded(v)) => (v.to_string(), String::new(), String::new()),
-            Some(Outcome::Failed { code, message }) => {
-                (String::new(), code.clone(), message.clone())
-            }
-            None => (String::new(), String::new(), String::new()),
-        };
-        let key = self.key(job_id);
-        let (changed, deliveries): (i64, u64) = MARK_SCRIPT
-            .key(&key)
-            .key(format!("{key}:deliveries"))
-            .key(self.task_data_key(kind))
-            .key(super::producer::in_flight_key(&self.prefix, kind, user))
-            .arg(phase)
+    /// [`Self::mark_final`] for many jobs of one kind in one round trip.
+    pub async fn mark_finals(&self, kind: JobKind, jobs: &[(JobHeader, &Outcome)]) -> Result<()> {
+        let changes: Vec<_> = jobs
+            .iter()
+            .map(|(j, outcome)| (kind, *j, Change::Final(outcome)))
+            .collect();
+        self.mark(&changes).await.map(drop)
+    }
+
+    /// Runs MARK over `changes` (one call however many); per change, whether
+    /// it was written and the deliveries counted.
+    async fn mark(&self, changes: &[(JobKind, JobHeader, Change<'_>)]) -> Result<Vec<(bool, u64)>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut script = MARK_SCRIPT.prepare_invoke();
+        script
             .arg(Utc::now().timestamp_millis())
             .arg(self.ttl_seconds)
-            .arg(kind.as_str())
-            .arg(user.to_string())
-            .arg(created.timestamp_millis())
-            .arg(result)
-            .arg(code)
-            .arg(message)
-            .arg(self.done_channel())
-            .arg(job_id.to_string())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok((changed == 1, deliveries))
+            .arg(self.done_channel());
+        for (kind, job, change) in changes {
+            let (phase, result, code, message) = change.fields();
+            let key = self.key(job.job_id);
+            script
+                .key(&key)
+                .key(format!("{key}:deliveries"))
+                .key(self.task_data_key(*kind))
+                .key(super::producer::in_flight_key(
+                    &self.prefix,
+                    *kind,
+                    job.user_id,
+                ))
+                .arg(phase)
+                .arg(kind.as_str())
+                .arg(job.user_id.to_string())
+                .arg(job.accepted_at.timestamp_millis())
+                .arg(result)
+                .arg(code)
+                .arg(message)
+                .arg(job.job_id.to_string());
+        }
+        let flat: Vec<u64> = script.invoke_async(&mut self.redis.clone()).await?;
+        Ok(flat.chunks(2).map(|p| (p[0] == 1, p[1])).collect())
     }
 
     /// True when Redis holds any status for the job.
@@ -312,6 +375,19 @@ impl StatusStore {
     }
 }
 
+/// Reads an announcement on [`StatusStore::done_channel`]: the job id and,
+/// when the announcement carries it (MARK sends its final hash), its status.
+pub fn announced(payload: &str) -> Option<(Uuid, Option<JobStatus>)> {
+    let (id, hash) = payload.split_once(' ').unwrap_or((payload, ""));
+    let id = Uuid::parse_str(id).ok()?;
+    let flat: Vec<String> = serde_json::from_str(hash).unwrap_or_default();
+    let fields: Vec<(String, String)> = flat
+        .chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect();
+    Some((id, from_fields(id, &fields)))
+}
+
 /// A non-final status older than a minute is double-checked against PostgreSQL
 /// (its final write to Redis may have been lost).
 fn status_may_be_stale(status: &JobStatus) -> bool {
@@ -359,5 +435,27 @@ fn from_outcome(o: job_outcomes::Model) -> JobStatus {
             .map(|c| (c, o.error_message.unwrap_or_default())),
         created_at: o.accepted_at,
         updated_at: o.finished_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_reads_with_or_without_the_hash() {
+        let id = Uuid::now_v7();
+        assert_eq!(announced(&id.to_string()), Some((id, None)));
+        let payload = format!(
+            r#"{id} ["status","FAILED","updated","2000","kind","PAY","created","1000","code","X","message","no \/ way"]"#
+        );
+        let (read, status) = announced(&payload).unwrap();
+        let status = status.expect("the hash it carried");
+        assert_eq!(
+            (read, status.phase, status.kind),
+            (id, Phase::Failed, JobKind::Pay)
+        );
+        assert_eq!(status.error, Some(("X".into(), "no / way".into())));
+        assert_eq!(announced("not-a-uuid []"), None);
     }
 }
