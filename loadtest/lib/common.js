@@ -72,6 +72,20 @@ export function waitJob(jobId, token, name = 'job') {
   return null;
 }
 
+/**
+ * `waitJob` for load loops: reads only the answer's `status` field (no
+ * JavaScript object built per answer); returns the final status, or null.
+ */
+export function waitStatus(jobId, token, name = 'job') {
+  for (let i = 0; i < 6; i++) {
+    const r = get(`/v1/jobs/${jobId}?waitSeconds=10`, token, name);
+    if (r.status !== 200) return null;
+    const status = r.json('status');
+    if (status === 'SUCCEEDED' || status === 'FAILED') return status;
+  }
+  return null;
+}
+
 /** Creates a concert (admin) with `dates` open schedules priced `price`; returns the JSON. */
 export function createConcert(title, dates, price) {
   const now = Date.now();
