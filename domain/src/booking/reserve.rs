@@ -514,3 +514,7 @@ outs AS (
        AS o(job_id uuid, user_id uuid, status text, result jsonb, error_code text,
             error_message text, accepted_at timestamptz))
 SELECT count(*) AS held FROM held";
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod judge_tests;
