@@ -432,6 +432,12 @@ async fn a_job_is_queued_until_a_worker_runs_it_and_a_long_poll_returns_when_it_
         .await
         .unwrap();
     assert_eq!(queued["status"], "QUEUED");
+    // SPEC: `result?`, `error?` — absent, not null, until the job is final (#27).
+    let keys: Vec<&String> = queued.as_object().unwrap().keys().collect();
+    assert!(
+        !keys.iter().any(|k| *k == "result" || *k == "error"),
+        "{queued}"
+    );
     // Start waiting (up to 30 s), then start a worker: the answer is the final status, not a timeout.
     let waiting = app
         .http

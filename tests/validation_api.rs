@@ -187,13 +187,44 @@ async fn unknown_routes_and_methods_are_problem_json() {
         problem(app.get("/v1/nowhere").await, 404).await["code"],
         "ROUTE_NOT_FOUND"
     );
-    let resp = app
-        .http
-        .delete(app.url("/v1/concerts"))
-        .send()
-        .await
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    // The long-poll's bounds are in the document as the service enforces them (#27).
+    let wait = spec["paths"]["/v1/jobs/{jobId}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "waitSeconds")
         .unwrap();
-    assert_eq!(problem(resp, 405).await["code"], "METHOD_NOT_ALLOWED");
+    assert_eq!(
+        (
+            wait["schema"]["minimum"].as_f64(),
+            wait["schema"]["maximum"].as_f64()
+        ),
+        (Some(0.0), Some(30.0))
+    );
+    for (path, template) in [
+        ("/v1/concerts", "/v1/concerts"),
+        (
+            "/v1/jobs/0193a0c4-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+            "/v1/jobs/{jobId}",
+        ),
+    ] {
+        let resp = app.http.delete(app.url(path)).send().await.unwrap();
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+        let allow = resp.headers()["allow"].to_str().unwrap().to_owned();
+        let mut allowed: Vec<&str> = allow.split(", ").collect();
+        let mut documented: Vec<String> = spec["paths"][template]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        allowed.sort_unstable();
+        documented.sort_unstable();
+        assert!(!allowed.contains(&"DELETE"), "{path}: {allow}");
+        assert_eq!(allowed, documented, "{path}");
+        assert_eq!(problem(resp, 405).await["code"], "METHOD_NOT_ALLOWED");
+    }
 }
 
 #[tokio::test]

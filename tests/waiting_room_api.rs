@@ -141,6 +141,8 @@ async fn admission_is_fifo_across_two_api_instances_sharing_one_redis() {
         let t = ticket(via.issue_token(user).await).await;
         if i == 0 {
             assert_eq!(t["status"], "ACTIVE");
+            // No place in line once admitted: absent, not null (#27).
+            assert!(t.get("position").is_none(), "{t}");
         } else {
             assert_eq!(
                 t["position"].as_u64(),

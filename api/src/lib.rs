@@ -68,8 +68,16 @@ pub fn app(state: AppState) -> impl Endpoint {
                 Ok(match ep.call(req).await {
                     Ok(resp) => resp.into_response(),
                     Err(err) => {
+                        let allow = err
+                            .is::<poem::error::MethodNotAllowedError>()
+                            .then(|| templates.allow(&path))
+                            .flatten();
                         let name = |i| templates.param_name(&path, i).map(str::to_owned);
-                        problem::from_poem_error(err, name).into_response()
+                        let mut resp = problem::from_poem_error(err, name).into_response();
+                        if let Some(Ok(allow)) = allow.map(|a| a.parse()) {
+                            resp.headers_mut().insert(poem::http::header::ALLOW, allow);
+                        }
+                        resp
                     }
                 })
             }

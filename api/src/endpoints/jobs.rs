@@ -47,7 +47,8 @@ pub struct JobError {
 
 /// A job and, once final, its result or error.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+// A field without a value is left out, as the document says (not `null`).
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Job {
     pub job_id: Uuid,
     pub kind: Kind,
@@ -100,9 +101,11 @@ impl JobsApi {
         state: Data<&AppState>,
         reader: JobReader,
         #[oai(name = "jobId")] job_id: Path<Uuid>,
-        #[oai(name = "waitSeconds", validator(maximum(value = "30")))] wait_seconds: Query<
-            Option<u64>,
-        >,
+        #[oai(
+            name = "waitSeconds",
+            validator(minimum(value = "0"), maximum(value = "30"))
+        )]
+        wait_seconds: Query<Option<u64>>,
     ) -> Result<Json<Job>, Problem> {
         let (id, store, reader) = (job_id.0, state.jobs.status(), reader.user_id());
         let wait = Duration::from_secs(wait_seconds.0.unwrap_or(0).min(MAX_WAIT_SECONDS));

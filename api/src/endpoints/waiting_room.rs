@@ -35,7 +35,8 @@ pub enum QueueStatus {
 
 /// A queue token and its standing.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+// A field without a value is left out, as the document says (not `null`).
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct QueueTicket {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
