@@ -251,13 +251,7 @@ async fn settle_alone(
     let outcome = domain::booking::reserve(db, job, policy).await?;
     schedule_expiries(producer, std::slice::from_ref(&outcome)).await;
     status
-        .mark_final(
-            job.job_id,
-            JobKind::Reserve,
-            job.user_id,
-            job.accepted_at,
-            &outcome,
-        )
+        .mark_finals(JobKind::Reserve, &[(header(job), &outcome)])
         .await?;
     Ok(outcome)
 }
@@ -277,13 +271,7 @@ async fn finalize_exhausted(
     )
     .await?;
     status
-        .mark_final(
-            job.job_id,
-            JobKind::Reserve,
-            job.user_id,
-            job.accepted_at,
-            &outcome,
-        )
+        .mark_finals(JobKind::Reserve, &[(header(job), &outcome)])
         .await?;
     Ok(outcome)
 }
