@@ -202,6 +202,24 @@ async fn unknown_routes_and_methods_are_problem_json() {
         ),
         (Some(0.0), Some(30.0))
     );
+    // Every Idempotency-Key declares the rule the service checks: 1–128 visible ASCII.
+    let mut keyed = 0;
+    for operation in spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+    {
+        let params = operation["parameters"].as_array().into_iter().flatten();
+        for key in params.filter(|p| p["name"] == "Idempotency-Key") {
+            let schema = &key["schema"];
+            assert_eq!(schema["maxLength"], 128, "{key}");
+            assert_eq!(schema["minLength"], 1, "{key}");
+            assert_eq!(schema["pattern"], r"^[\x21-\x7E]+$", "{key}");
+            keyed += 1;
+        }
+    }
+    assert_eq!(keyed, 3, "reserve, recharge and pay take a key");
     for (path, template) in [
         ("/v1/concerts", "/v1/concerts"),
         (

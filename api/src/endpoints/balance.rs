@@ -46,7 +46,10 @@ impl BalanceApi {
         request_id: Data<&RequestId>,
         #[oai(name = "userId")] user_id: Path<Uuid>,
         /// Repeat a request safely: the same key returns the same job (kept 25 h).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 128, pattern = r"^[\x21-\x7E]+$")
+        )]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<Recharge>,
     ) -> Result<AcceptedResponse, Problem> {

@@ -36,7 +36,10 @@ impl PaymentsApi {
         fan: ActiveFan,
         request_id: Data<&RequestId>,
         /// Repeat a request safely: the same key returns the same job (kept 25 h).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 128, pattern = r"^[\x21-\x7E]+$")
+        )]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<Pay>,
     ) -> Result<AcceptedResponse, Problem> {
