@@ -276,3 +276,30 @@ async fn a_status_hash_expires_and_the_job_still_reads_final() {
         .unwrap();
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_delivered_past_its_cap_is_finalized_by_its_batch_without_holding() {
+    // An api without workers, so the job waits while its counter is set.
+    let app = TestApp::spawn().await;
+    let schedule = app.open_concert(1, 10_000).await["schedules"][0]["scheduleId"]
+        .as_i64()
+        .unwrap();
+    let fan = app.active_fan().await;
+    let job = TestApp::accepted_job(app.reserve(&fan, schedule, &[5], None).await).await;
+    // As if it had been delivered WORKER_MAX_ATTEMPTS times already.
+    let cap = app.config.worker_max_attempts;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:job:{job}:deliveries", app.redis_prefix()))
+        .arg(cap)
+        .query_async(&mut app.redis().await)
+        .await
+        .unwrap();
+    let _worker = TestApp::builder().sibling_of(&app).workers(1).spawn().await;
+    let done = app.final_job(&fan.access, &job).await;
+    assert_eq!(
+        (done["status"].as_str(), done["error"]["code"].as_str()),
+        (Some("FAILED"), Some("ATTEMPTS_EXHAUSTED")),
+        "{done}"
+    );
+    assert_eq!(app.scalar("SELECT count(*) FROM reservations").await, 0);
+}

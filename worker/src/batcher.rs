@@ -149,7 +149,7 @@ impl Settler {
 
     /// Settles one batch; `slot` is given back once PostgreSQL is done with it.
     async fn settle(&self, batch: Vec<(ReserveJob, Reply)>, slot: OwnedSemaphorePermit) {
-        let headers: Vec<JobHeader> = batch.iter().map(|(job, _)| header(job)).collect();
+        let headers: Vec<JobHeader> = batch.iter().map(|(job, _)| JobHeader::from(job)).collect();
         let status = &self.deliveries.status;
         let counted = match status.start_deliveries(JobKind::Reserve, &headers).await {
             Ok(counted) => counted,
@@ -174,7 +174,13 @@ impl Settler {
         for (job, reply) in exhausted {
             let (db, status) = (self.db.clone(), status.clone());
             tokio::spawn(async move {
-                let _ = reply.send(finalize_exhausted(&db, &status, &job).await);
+                let finalized = crate::handlers::finalize_exhausted(
+                    &db,
+                    &status,
+                    JobHeader::from(&job),
+                    JobKind::Reserve,
+                );
+                let _ = reply.send(finalized.await);
             });
         }
         if run.is_empty() {
@@ -193,7 +199,7 @@ impl Settler {
         match settled {
             Ok(Some(outcomes)) => {
                 schedule_expiries(&self.producer, &outcomes).await;
-                let finals: Vec<_> = jobs.iter().map(header).zip(&outcomes).collect();
+                let finals: Vec<_> = jobs.iter().map(JobHeader::from).zip(&outcomes).collect();
                 match status.mark_finals(JobKind::Reserve, &finals).await {
                     Ok(()) => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -230,15 +236,6 @@ impl Settler {
     }
 }
 
-/// The job's identity as its status records it.
-fn header(job: &ReserveJob) -> JobHeader {
-    JobHeader {
-        job_id: job.job_id,
-        user_id: job.user_id,
-        accepted_at: job.accepted_at,
-    }
-}
-
 /// Runs one job of a batch that could not commit as one, with its retries,
 /// and records its final status.
 async fn settle_alone(
@@ -251,27 +248,7 @@ async fn settle_alone(
     let outcome = domain::booking::reserve(db, job, policy).await?;
     schedule_expiries(producer, std::slice::from_ref(&outcome)).await;
     status
-        .mark_finals(JobKind::Reserve, &[(header(job), &outcome)])
-        .await?;
-    Ok(outcome)
-}
-
-/// Finalizes a job past its delivery cap and records its final status.
-async fn finalize_exhausted(
-    db: &DatabaseConnection,
-    status: &StatusStore,
-    job: &ReserveJob,
-) -> domain::Result<Outcome> {
-    let outcome = crate::handlers::give_up(
-        db,
-        job.job_id,
-        JobKind::Reserve,
-        job.user_id,
-        job.accepted_at,
-    )
-    .await?;
-    status
-        .mark_finals(JobKind::Reserve, &[(header(job), &outcome)])
+        .mark_finals(JobKind::Reserve, &[(JobHeader::from(job), &outcome)])
         .await?;
     Ok(outcome)
 }

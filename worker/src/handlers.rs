@@ -257,29 +257,24 @@ async fn expire_in_chunks(db: &DatabaseConnection, holds: &[Uuid]) -> domain::Re
     Ok(freed)
 }
 
-/// Finalizes a job past its delivery cap that apalis buried (see
-/// `housekeeping::reap`): its stored outcome if it has one, else `FAILED`
-/// `ATTEMPTS_EXHAUSTED`; then records the final status for pollers.
+/// Finalizes a job past its delivery cap (a reserve its batch counted past
+/// it, or one apalis buried: see `housekeeping::reap`): its stored outcome if
+/// it has one, else `FAILED` `ATTEMPTS_EXHAUSTED`; then records the final
+/// status for pollers.
 pub async fn finalize_exhausted(
-    ctx: &JobContext,
+    db: &DatabaseConnection,
+    status: &StatusStore,
     job: JobHeader,
     kind: JobKind,
-) -> Result<Outcome, BoxDynError> {
-    let JobHeader {
-        job_id,
-        user_id,
-        accepted_at,
-    } = job;
-    let outcome = give_up(&ctx.db, job_id, kind, user_id, accepted_at).await?;
-    ctx.status
-        .mark_final(job_id, kind, user_id, accepted_at, &outcome)
-        .await?;
+) -> domain::Result<Outcome> {
+    let outcome = give_up(db, job.job_id, kind, job.user_id, job.accepted_at).await?;
+    status.mark_finals(kind, &[(job, &outcome)]).await?;
     Ok(outcome)
 }
 
 /// Finalizes a job that kept failing on infrastructure errors: its stored
 /// outcome if it has one, else `FAILED` `ATTEMPTS_EXHAUSTED`, stored.
-pub(crate) async fn give_up(
+async fn give_up(
     db: &DatabaseConnection,
     id: Uuid,
     kind: JobKind,
@@ -298,7 +293,7 @@ pub(crate) async fn give_up(
     Ok(outcome)
 }
 
-pub(crate) fn outcome_code(outcome: &Outcome) -> &str {
+fn outcome_code(outcome: &Outcome) -> &str {
     match outcome {
         Outcome::Succeeded(_) => "SUCCEEDED",
         Outcome::Failed { code, .. } => code,

@@ -134,7 +134,7 @@ async fn settle(ctx: &JobContext, queue: &str, task: &DeadTask) -> Result<(), Bo
         .and_then(|data| serde_json::from_slice::<JobHeader>(data).ok());
     match (kind, header) {
         (Some(kind), Some(job)) => {
-            handlers::finalize_exhausted(ctx, job, kind).await?;
+            handlers::finalize_exhausted(&ctx.db, &ctx.status, job, kind).await?;
             tracing::error!(job.id = %job.job_id, queue, "buried job finalized");
         }
         // A buried expiry: expire its holds now if still due (the sweep would too).

@@ -56,6 +56,16 @@ pub struct JobHeader {
     pub accepted_at: DateTime<Utc>,
 }
 
+impl From<&ReserveJob> for JobHeader {
+    fn from(job: &ReserveJob) -> Self {
+        Self {
+            job_id: job.job_id,
+            user_id: job.user_id,
+            accepted_at: job.accepted_at,
+        }
+    }
+}
+
 /// Hold `seat_numbers` of `schedule_id` for `user_id`, all or none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReserveJob {

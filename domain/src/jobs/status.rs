@@ -184,15 +184,15 @@ impl StatusStore {
         &self,
         job_id: Uuid,
         kind: JobKind,
-        user: Uuid,
-        created: DateTime<Utc>,
+        user_id: Uuid,
+        accepted_at: DateTime<Utc>,
     ) -> Result<()> {
-        let header = JobHeader {
+        let job = JobHeader {
             job_id,
-            user_id: user,
-            accepted_at: created,
+            user_id,
+            accepted_at,
         };
-        self.mark(&[(kind, header, Change::Queued)]).await.map(drop)
+        self.mark(&[(kind, job, Change::Queued)]).await.map(drop)
     }
 
     /// Counts a delivery of the job and records `RUNNING` unless it is already
@@ -201,15 +201,15 @@ impl StatusStore {
         &self,
         job_id: Uuid,
         kind: JobKind,
-        user: Uuid,
-        created: DateTime<Utc>,
+        user_id: Uuid,
+        accepted_at: DateTime<Utc>,
     ) -> Result<u64> {
-        let header = JobHeader {
+        let job = JobHeader {
             job_id,
-            user_id: user,
-            accepted_at: created,
+            user_id,
+            accepted_at,
         };
-        Ok(self.start_deliveries(kind, &[header]).await?[0])
+        Ok(self.start_deliveries(kind, &[job]).await?[0])
     }
 
     /// [`Self::start_delivery`] for many jobs of one kind in one round trip
@@ -226,21 +226,21 @@ impl StatusStore {
 
     /// Records the final outcome and announces it to long-polling clients
     /// (in the same script: one round trip).
-    /// `user` is recorded too, should the hash be gone (its owner must still read it).
+    /// `user_id` is recorded too, should the hash be gone (its owner must still read it).
     pub async fn mark_final(
         &self,
         job_id: Uuid,
         kind: JobKind,
-        user: Uuid,
-        created: DateTime<Utc>,
+        user_id: Uuid,
+        accepted_at: DateTime<Utc>,
         outcome: &Outcome,
     ) -> Result<()> {
-        let header = JobHeader {
+        let job = JobHeader {
             job_id,
-            user_id: user,
-            accepted_at: created,
+            user_id,
+            accepted_at,
         };
-        self.mark_finals(kind, &[(header, outcome)]).await
+        self.mark_finals(kind, &[(job, outcome)]).await
     }
 
     /// [`Self::mark_final`] for many jobs of one kind in one round trip.
